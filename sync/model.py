@@ -1,0 +1,236 @@
+"""The data that flows through one sync run: frozen, comparable, free of I/O.
+
+Everything here is a plain value. The planner (`plan.py`) takes these in and returns a `Plan`;
+the engine turns the plan into remote writes and records what was confirmed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+# The five synchronised fields, in display order.
+FIELDS: tuple[str, ...] = ("name", "status", "priority", "due_date", "details")
+
+# Canonical values are Sales Connect's: SC is the narrower side, so every canonical value fits it.
+STATUS_OPEN = "open"
+STATUS_COMPLETE = "complete"
+PRIORITY_NORMAL = "normal"
+PRIORITY_HIGH = "high"
+CANONICAL_STATUSES = frozenset({STATUS_OPEN, STATUS_COMPLETE})
+CANONICAL_PRIORITIES = frozenset({PRIORITY_NORMAL, PRIORITY_HIGH})
+
+
+def frozen_map(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """A read-only mapping, so frozen dataclasses stay truly immutable."""
+    return MappingProxyType(dict(data or {}))
+
+
+class Side(StrEnum):
+    SALESCONNECT = "salesconnect"
+    SALESFORCE = "salesforce"
+
+    @property
+    def other(self) -> Side:
+        return Side.SALESFORCE if self is Side.SALESCONNECT else Side.SALESCONNECT
+
+    @property
+    def label(self) -> str:
+        return "Sales Connect" if self is Side.SALESCONNECT else "Salesforce"
+
+
+@dataclass(frozen=True)
+class Task:
+    """The five synchronised fields in canonical form.
+
+    `status` and `priority` are canonical values, or None when a Salesforce value has no
+    Sales Connect equivalent (rule 9: "not synced"); the raw value then lives in `SideTask.raw`.
+    """
+
+    name: str
+    status: str | None = STATUS_OPEN
+    priority: str | None = PRIORITY_NORMAL
+    due_date: date | None = None
+    details: str = ""
+
+    def get(self, field_name: str) -> Any:
+        return getattr(self, field_name)
+
+    def replace(self, **changes: Any) -> Task:
+        values = {name: getattr(self, name) for name in FIELDS}
+        values.update(changes)
+        return Task(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in FIELDS}
+
+
+@dataclass(frozen=True)
+class SideTask:
+    """One task as one service reported it, already mapped to canonical fields.
+
+    `version` is the server's change stamp (SC `version`, SF `SystemModstamp`); `raw` keeps the
+    service's own values for fields that did not map (e.g. {"status": "In Progress"}).
+    `in_scope` is False for tasks the connected user does not own, logged calls/emails, recurring
+    series roots...; `scope_reason` says why. Out-of-scope tasks are never touched.
+    """
+
+    side: Side
+    id: str
+    fields: Task
+    version: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    deleted: bool = False
+    in_scope: bool = True
+    scope_reason: str = ""
+    raw: Mapping[str, Any] = field(default_factory=frozen_map)
+
+
+class Note(StrEnum):
+    """Per-field remarks kept on a link and shown by the dashboard."""
+
+    UNMAPPED = "unmapped"  # SF holds a value SC cannot hold; the field is "not synced"
+    TRUNCATED = "truncated"  # the value was cut to fit Salesforce
+
+
+@dataclass(frozen=True)
+class Link:
+    """A task pair (SC id, SF id) and the five fields as last synced (the base)."""
+
+    sc_id: str
+    sf_id: str
+    base: Task
+    sc_version: str = ""
+    sf_version: str = ""
+    notes: Mapping[str, str] = field(default_factory=frozen_map)
+
+    @property
+    def key(self) -> str:
+        return f"{self.sc_id}|{self.sf_id}"
+
+
+class Policy(StrEnum):
+    """How a same-field conflict is settled (rule 8)."""
+
+    MANUAL = "manual"
+    SALESCONNECT_WINS = "sales_connect_wins"
+    SALESFORCE_WINS = "salesforce_wins"
+
+
+class ConflictKind(StrEnum):
+    FIELDS = "fields"  # the same field changed on both sides to different values
+    EDIT_VS_DELETE = "edit_vs_delete"  # deleted on one side, edited on the other (rule 11)
+    INVALID = "invalid"  # a value the planner cannot read (bad date, unknown status...)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A decision the user must take. One per link; `fields` lists the fields in dispute.
+
+    For EDIT_VS_DELETE, `deleted_side` is the side where the task was deleted.
+    `base`, `sc` and `sf` are the three versions the resolution screen shows.
+    """
+
+    id: str
+    kind: ConflictKind
+    sc_id: str
+    sf_id: str
+    fields: tuple[str, ...]
+    base: Task | None
+    sc: Task | None
+    sf: Task | None
+    deleted_side: Side | None = None
+    message: str = ""
+
+
+class Choice(StrEnum):
+    TAKE_SALESCONNECT = "salesconnect"
+    TAKE_SALESFORCE = "salesforce"
+    CUSTOM = "custom"  # the user typed a value
+    RESTORE = "restore"  # edit-vs-delete: recreate the deleted side from the edited one
+    DELETE = "delete"  # edit-vs-delete: delete the edited side too
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The user's answer to a conflict, applied by the next run.
+
+    `choices` maps each disputed field to a Choice; `values` holds CUSTOM values.
+    For EDIT_VS_DELETE, `choices` has the single key "record" with RESTORE or DELETE.
+    """
+
+    conflict_id: str
+    choices: Mapping[str, Choice]
+    values: Mapping[str, Any] = field(default_factory=frozen_map)
+
+
+class ActionKind(StrEnum):
+    CREATE = "create"  # create on `target` from the other side's task, then link
+    UPDATE = "update"  # write `changes` to `target`
+    DELETE = "delete"  # delete on `target`, then unlink
+    SET_BASE = "set_base"  # no remote write: record a new base (e.g. both sides agree)
+    UNLINK = "unlink"  # no remote write: drop a link whose tasks are gone on both sides
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step of a plan.
+
+    `sc_id`/`sf_id` identify the task pair (one is None for a create from an unlinked task).
+    `changes` holds canonical field values to write (UPDATE) or the full task (CREATE).
+    `new_base` is the base to record once the write is confirmed.
+    """
+
+    kind: ActionKind
+    target: Side | None
+    sc_id: str | None
+    sf_id: str | None
+    changes: Mapping[str, Any] = field(default_factory=frozen_map)
+    new_base: Task | None = None
+    notes: Mapping[str, str] = field(default_factory=frozen_map)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A task the planner left alone on purpose, and why (shown by --dry-run and the log)."""
+
+    side: Side
+    task_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class GuardTrip:
+    """The mass-delete guard stopped the deletes of this run (rule 14)."""
+
+    side: Side
+    deletes: int
+    linked: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
+    skipped: tuple[Skip, ...] = ()
+    guard: GuardTrip | None = None
+
+    @property
+    def writes(self) -> tuple[Action, ...]:
+        """Actions that change a remote service."""
+        return tuple(
+            a
+            for a in self.actions
+            if a.kind in (ActionKind.CREATE, ActionKind.UPDATE, ActionKind.DELETE)
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.actions and not self.conflicts
