@@ -1,0 +1,148 @@
+"""Serve an ASGI app with uvicorn on loopback in a background thread.
+
+Used by the emulators' tests, the integration tests and ``reminder-sync emulators``.
+
+Synchronous code (and pytest fixtures)::
+
+    with serve_in_thread(create_app()) as server:
+        httpx.get(server.base_url + "/services/data/")
+
+Async code: starting takes a few milliseconds, but to keep the event loop free use
+``serving``; the server runs on its own thread with its own loop, so a test that blocks
+its loop never stalls the server (and the server's faults never stall the test)::
+
+    async with serving(create_app()) as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            ...
+
+The socket is bound before the thread starts, so ``port`` is known (port 0 = a free port)
+and the server accepts connections as soon as ``serve_in_thread`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+LOOPBACK = "127.0.0.1"
+
+
+class ServerStartError(RuntimeError):
+    """The server thread did not come up (port taken, app failed at startup)."""
+
+
+class RunningServer:
+    """A uvicorn server running on its own thread; stop it with ``stop()`` or ``with``."""
+
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, host: str, port: int):
+        self._server = server
+        self._thread = thread
+        self.host = host
+        self.port = port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and not self._server.should_exit
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, close connections (even hanging ones) and join the thread."""
+        if not self._thread.is_alive():
+            return
+        self._server.should_exit = True
+        self._thread.join(timeout / 2)
+        if self._thread.is_alive():
+            # A handler stuck in a deliberate "hang" fault: skip the graceful wait.
+            self._server.force_exit = True
+            self._thread.join(timeout / 2)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"RunningServer({self.base_url!r}, running={self.running})"
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_in_thread(
+    app: Any,
+    port: int = 0,
+    *,
+    host: str = LOOPBACK,
+    startup_timeout: float = 10.0,
+    log_level: str = "warning",
+) -> RunningServer:
+    """Start ``app`` on ``host:port`` (0 = any free port) and return once it accepts requests."""
+    sock = _bind(host, port)
+    bound_port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+        # Keep-alive long enough for clients that reuse connections between test steps.
+        timeout_keep_alive=30,
+    )
+    server = uvicorn.Server(config)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            server.run(sockets=[sock])
+        except BaseException as exc:  # reported to the caller below, never swallowed
+            failure.append(exc)
+        finally:
+            sock.close()
+
+    thread = threading.Thread(target=run, name=f"uvicorn-{bound_port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if failure or not thread.is_alive():
+            raise ServerStartError(f"server on {host}:{bound_port} failed to start: {failure!r}")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise ServerStartError(f"server on {host}:{bound_port} did not start in time")
+        time.sleep(0.005)
+    return RunningServer(server, thread, host, bound_port)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, port: int = 0, **kwargs: Any) -> AsyncIterator[RunningServer]:
+    """Async twin of ``serve_in_thread``: start and stop without blocking the event loop."""
+    server = await asyncio.to_thread(serve_in_thread, app, port, **kwargs)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
