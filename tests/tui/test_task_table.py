@@ -1,0 +1,90 @@
+"""The task table applies keyed diffs: only what changed is touched, the cursor stays put."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+
+from tui.widgets.task_table import Column, RowView, TaskTable
+
+COLUMNS = (Column("mark", "", 3), Column("name", "Name", 20), Column("due", "Due", 6))
+
+
+def row(key: str, name: str, due: str = "", mark: str = "✓") -> RowView:
+    return RowView(key, (Text(mark), Text(name), Text(due)))
+
+
+class TableApp(App):
+    def compose(self) -> ComposeResult:
+        yield TaskTable(id="table")
+
+    def on_mount(self) -> None:
+        self.query_one(TaskTable).set_columns(COLUMNS)
+
+
+def shown(table: TaskTable) -> list[tuple[str, str]]:
+    return [(r.key.value, str(table.get_cell(r.key, "name"))) for r in table.ordered_rows]
+
+
+async def test_first_show_builds_then_updates_only_changed_cells() -> None:
+    app = TableApp()
+    async with app.run_test(size=(80, 20)) as pilot:
+        table = app.query_one(TaskTable)
+        stats = table.show([row("a", "Call Jane"), row("b", "Email Bob")])
+        assert stats.rebuilt and stats.added == 2
+        stats = table.show([row("a", "Call Jane"), row("b", "Email Bob", due="today")])
+        assert (stats.rebuilt, stats.added, stats.removed, stats.updated_cells) == (
+            False,
+            0,
+            0,
+            1,
+        )
+        assert str(table.get_cell("b", "due")) == "today"
+        await pilot.pause()
+
+
+async def test_new_rows_are_added_and_order_follows_the_list() -> None:
+    app = TableApp()
+    async with app.run_test(size=(80, 20)):
+        table = app.query_one(TaskTable)
+        table.show([row("a", "A"), row("c", "C")])
+        stats = table.show([row("a", "A"), row("b", "B"), row("c", "C")])
+        assert stats.added == 1 and not stats.rebuilt
+        assert shown(table) == [("a", "A"), ("b", "B"), ("c", "C")]
+        assert table.keys == ["a", "b", "c"]
+
+
+async def test_a_few_removed_rows_are_removed_most_removed_rebuilds() -> None:
+    app = TableApp()
+    async with app.run_test(size=(80, 20)):
+        table = app.query_one(TaskTable)
+        table.show([row(k, k.upper()) for k in "abcdef"])
+        stats = table.show([row(k, k.upper()) for k in "abcde"])
+        assert stats.removed == 1 and not stats.rebuilt
+        stats = table.show([row("a", "A")])
+        assert stats.rebuilt
+        assert shown(table) == [("a", "A")]
+
+
+async def test_cursor_stays_on_the_same_task_when_rows_move() -> None:
+    app = TableApp()
+    async with app.run_test(size=(80, 20)):
+        table = app.query_one(TaskTable)
+        table.show([row(k, k.upper()) for k in "abcd"])
+        table.move_to_key("c")
+        assert table.cursor_key == "c"
+        table.show([row(k, k.upper()) for k in "dcba"])
+        assert shown(table)[0] == ("d", "D")
+        assert table.cursor_key == "c"
+        assert table.cursor_row == 1
+
+
+async def test_markup_and_escape_sequences_show_literally() -> None:
+    from tui.widgets.text import plain
+
+    app = TableApp()
+    async with app.run_test(size=(80, 20)) as pilot:
+        table = app.query_one(TaskTable)
+        table.show([RowView("a", (Text("!"), plain("[/x] \x1b[2Jboom"), Text("")))])
+        await pilot.pause()
+        assert str(table.get_cell("a", "name")) == "[/x] boom"
