@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -89,6 +89,13 @@ class SideTask:
     in_scope: bool = True
     scope_reason: str = ""
     raw: Mapping[str, Any] = field(default_factory=frozen_map)
+    # field -> what is wrong with the value the service sent (bad date, unknown SC status...).
+    # A task with problems is never synced; the planner parks it as an INVALID conflict.
+    problems: Mapping[str, str] = field(default_factory=frozen_map)
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
 
 
 class Note(StrEnum):
@@ -194,6 +201,16 @@ class Action:
     new_base: Task | None = None
     notes: Mapping[str, str] = field(default_factory=frozen_map)
     reason: str = ""
+    # The fields of `new_base` this action settles once confirmed. Record the base with
+    # `settle_base(link.base, action)`, so a failed sibling write never advances its fields.
+    settles: tuple[str, ...] = ()
+
+
+def settle_base(base: Task, action: Action) -> Task:
+    """The link's base after `action` was confirmed: only the fields it settles move."""
+    if action.new_base is None:
+        return base
+    return base.replace(**{name: action.new_base.get(name) for name in action.settles})
 
 
 @dataclass(frozen=True)
@@ -220,7 +237,9 @@ class Plan:
     actions: tuple[Action, ...] = ()
     conflicts: tuple[Conflict, ...] = ()
     skipped: tuple[Skip, ...] = ()
-    guard: GuardTrip | None = None
+    guard: GuardTrip | None = None  # the first trip, if any (see `guards`)
+    guards: tuple[GuardTrip, ...] = ()  # every side whose deletes were held back
+    resolved: tuple[str, ...] = ()  # conflict ids whose saved resolution became actions
 
     @property
     def writes(self) -> tuple[Action, ...]:
@@ -234,3 +253,57 @@ class Plan:
     @property
     def is_empty(self) -> bool:
         return not self.actions and not self.conflicts
+
+
+# Salesforce's standard Task picklists, used when the org's own values are not known.
+STANDARD_SF_STATUSES: tuple[str, ...] = (
+    "Not Started",
+    "In Progress",
+    "Completed",
+    "Waiting on someone else",
+    "Deferred",
+)
+STANDARD_SF_PRIORITIES: tuple[str, ...] = ("High", "Normal", "Low")
+
+
+@dataclass(frozen=True)
+class SfPicklists:
+    """The org's Task Status and Priority values (read from TaskStatus/TaskPriority).
+
+    `open_status`/`closed_status` are what SC `open`/`complete` map to; `normal_priority`/
+    `high_priority` likewise (None when the org has no such value). Build it from the org's
+    rows with `sync.mapping.build_picklists`.
+    """
+
+    statuses: tuple[str, ...] = STANDARD_SF_STATUSES
+    priorities: tuple[str, ...] = STANDARD_SF_PRIORITIES
+    open_status: str | None = "Not Started"
+    closed_status: str | None = "Completed"
+    closed_statuses: frozenset[str] = frozenset({"Completed"})
+    normal_priority: str | None = "Normal"
+    high_priority: str | None = "High"
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """What the planner needs to know besides the tasks (all plain data, no clock).
+
+    `enabled_at` is when the user turned sync on (rule 1); None means "not enabled": linked
+    tasks still sync but nothing unlinked is imported or pushed. `policies` maps a field to its
+    conflict policy (missing = manual). The guard holds back one side's deletes when they
+    exceed `guard_max_share` of its linked tasks and number at least `guard_min_deletes`, or
+    when they would empty a side holding at least `guard_empty_min_linked` linked tasks;
+    `allow_mass_delete` lets them through once the user confirmed.
+    """
+
+    enabled_at: datetime | None = None
+    import_window: timedelta = timedelta(hours=24)
+    policies: Mapping[str, Policy] = field(default_factory=frozen_map)
+    picklists: SfPicklists = field(default_factory=SfPicklists)
+    guard_max_share: float = 0.5
+    guard_min_deletes: int = 5
+    guard_empty_min_linked: int = 3
+    allow_mass_delete: bool = False
+
+    def policy(self, field_name: str) -> Policy:
+        return Policy(self.policies.get(field_name, Policy.MANUAL))

@@ -1,0 +1,466 @@
+"""Sales Connect task <-> canonical Task <-> Salesforce Task record.
+
+The wire shapes are SPEC section 3 (SC) and the SF REST Task sObject. Everything that comes from
+a service passes through here, so this is where untrusted text is sanitised and normalised, where
+picklist values meet canonical ones (rule 9) and where values are cut to fit Salesforce (rule 10).
+Nothing here raises on bad data from a service: a value that cannot be read becomes a `problem`
+on the SideTask, which the planner parks instead of syncing.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sync.model import (
+    PRIORITY_HIGH,
+    PRIORITY_NORMAL,
+    STATUS_COMPLETE,
+    STATUS_OPEN,
+    Note,
+    SfPicklists,
+    Side,
+    SideTask,
+    Task,
+    frozen_map,
+)
+
+__all__ = [
+    "ELLIPSIS",
+    "SF_DESCRIPTION_MAX",
+    "SF_SUBJECT_MAX",
+    "SfPicklists",
+    "SfWrite",
+    "build_picklists",
+    "deleted_side_task",
+    "fit",
+    "format_date",
+    "normalize_text",
+    "parse_date",
+    "parse_timestamp",
+    "project_to_sf",
+    "sanitize_text",
+    "sc_to_side_task",
+    "sf_to_side_task",
+    "sf_units",
+    "task_to_sc",
+    "task_to_sf",
+]
+
+ELLIPSIS = "…"
+SF_SUBJECT_MAX = 255
+SF_DESCRIPTION_MAX = 32_000
+SF_LIMITS: Mapping[str, int] = frozen_map({"name": SF_SUBJECT_MAX, "details": SF_DESCRIPTION_MAX})
+
+# --- untrusted text -------------------------------------------------------------------------
+
+# ANSI/VT escape sequences: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ESC \), the other
+# string sequences (DCS/SOS/PM/APC up to ST), and two-byte ESC sequences. C1 forms too.
+_ESCAPES = re.compile(
+    r"""
+    (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]                    # CSI
+    | (?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f]).*?(?:\x07|\x1b\\|\x9c|$)  # OSC, DCS, SOS, PM, APC
+    | \x1b[ -/]*[0-~]                                    # other ESC sequences
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+# Bidi embedding/override/isolate controls and marks: they can make text display reversed.
+_BIDI = dict.fromkeys(
+    map(ord, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+)
+
+
+def sanitize_text(value: Any) -> str:
+    """Untrusted text made safe to store and show: escape sequences, control characters
+    (except newline and tab) and bidi controls removed. Non-strings become ""."""
+    if not isinstance(value, str):
+        return ""
+    text = _ESCAPES.sub("", value).translate(_BIDI)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(
+        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs")
+    )
+
+
+def normalize_text(value: Any) -> str:
+    """Sanitised, NFC, LF line ends, no trailing blanks on a line or at either end.
+
+    Two values that normalise alike are the same value: a server's cosmetic rewrite (CRLF,
+    trailing spaces, decomposed accents) is not an edit.
+    """
+    text = unicodedata.normalize("NFC", sanitize_text(value))
+    return "\n".join(line.rstrip() for line in text.split("\n")).strip()
+
+
+def sf_units(text: str) -> int:
+    """Length as Salesforce may count it (UTF-16 code units): the safe upper bound."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def fit(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` units, ending in "…" when cut (rule 10)."""
+    if sf_units(text) <= limit:
+        return text
+    budget = limit - sf_units(ELLIPSIS)
+    out: list[str] = []
+    used = 0
+    for ch in text:
+        size = 2 if ord(ch) > 0xFFFF else 1
+        if used + size > budget:
+            break
+        out.append(ch)
+        used += size
+    # The cut must itself be a normalised value, or reading it back would look like an edit.
+    return normalize_text("".join(out)) + ELLIPSIS
+
+
+# --- dates and times ------------------------------------------------------------------------
+
+_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+
+
+def parse_date(value: Any) -> date | None:
+    """A `YYYY-MM-DD` day, read as a calendar day (never through a time zone).
+
+    None/"" is "no date"; anything else that is not a real day raises ValueError.
+    """
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not (match := _DATE.match(value)):
+        raise ValueError(f"not a YYYY-MM-DD date: {str(value)[:40]!r}")
+    year, month, day = (int(part) for part in match.groups())
+    return date(year, month, day)  # raises ValueError for 2026-02-30
+
+
+def format_date(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An RFC 3339 / Salesforce timestamp as an aware datetime; None if missing or unreadable.
+
+    A timestamp without an offset is taken as UTC (both services speak UTC).
+    """
+    if not isinstance(value, str) or "T" not in value:
+        return None
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+# --- picklists ------------------------------------------------------------------------------
+
+
+def build_picklists(raw: Mapping[str, Iterable[Mapping[str, Any]]] | None) -> SfPicklists:
+    """The org's picklists from `SalesforceClient.picklists()` output.
+
+    Accepts {"Status": [{"value", "isClosed", "isDefault"}], "Priority": [{"value", "isDefault"}]}
+    and also raw TaskStatus/TaskPriority rows (ApiName or MasterLabel, IsClosed, IsDefault).
+    Missing or empty lists fall back to Salesforce's standard values.
+    """
+    standard = SfPicklists()
+    raw = raw or {}
+    status_rows = [_row(r) for r in raw.get("Status") or ()]
+    status_rows = [r for r in status_rows if r["value"]]
+    priority_rows = [_row(r) for r in raw.get("Priority") or ()]
+    priority_rows = [r for r in priority_rows if r["value"]]
+
+    if status_rows:
+        statuses = tuple(r["value"] for r in status_rows)
+        closed = frozenset(r["value"] for r in status_rows if r["closed"])
+        open_rows = [r["value"] for r in status_rows if not r["closed"]]
+        default_open = [r["value"] for r in status_rows if r["default"] and not r["closed"]]
+        open_status = (
+            default_open[0]
+            if default_open
+            else ("Not Started" if "Not Started" in open_rows else next(iter(open_rows), None))
+        )
+        closed_order = [r["value"] for r in status_rows if r["closed"]]
+        closed_status = "Completed" if "Completed" in closed else next(iter(closed_order), None)
+    else:
+        statuses, closed = standard.statuses, standard.closed_statuses
+        open_status, closed_status = standard.open_status, standard.closed_status
+
+    if priority_rows:
+        priorities = tuple(r["value"] for r in priority_rows)
+        by_fold = {value.casefold(): value for value in reversed(priorities)}
+        normal_priority = by_fold.get("normal")
+        high_priority = by_fold.get("high")
+    else:
+        priorities = standard.priorities
+        normal_priority, high_priority = standard.normal_priority, standard.high_priority
+
+    return SfPicklists(
+        statuses=statuses,
+        priorities=priorities,
+        open_status=open_status,
+        closed_status=closed_status,
+        closed_statuses=closed,
+        normal_priority=normal_priority,
+        high_priority=high_priority,
+    )
+
+
+def _row(row: Mapping[str, Any]) -> dict[str, Any]:
+    value = row.get("value") or row.get("ApiName") or row.get("MasterLabel") or ""
+    return {
+        "value": sanitize_text(value).strip(),
+        "closed": bool(row.get("isClosed", row.get("IsClosed", False))),
+        "default": bool(row.get("isDefault", row.get("IsDefault", False))),
+    }
+
+
+def sf_status_to_canonical(value: Any, picklists: SfPicklists) -> str | None:
+    if value is not None and value == picklists.open_status:
+        return STATUS_OPEN
+    if value is not None and value == picklists.closed_status:
+        return STATUS_COMPLETE
+    return None
+
+
+def sf_priority_to_canonical(value: Any, picklists: SfPicklists) -> str | None:
+    if value is not None and value == picklists.normal_priority:
+        return PRIORITY_NORMAL
+    if value is not None and value == picklists.high_priority:
+        return PRIORITY_HIGH
+    return None
+
+
+def canonical_status_to_sf(value: str | None, picklists: SfPicklists) -> str | None:
+    return {STATUS_OPEN: picklists.open_status, STATUS_COMPLETE: picklists.closed_status}.get(
+        value or ""
+    )
+
+
+def canonical_priority_to_sf(value: str | None, picklists: SfPicklists) -> str | None:
+    return {
+        PRIORITY_NORMAL: picklists.normal_priority,
+        PRIORITY_HIGH: picklists.high_priority,
+    }.get(value or "")
+
+
+# --- Sales Connect --------------------------------------------------------------------------
+
+_SC_STATUSES = {STATUS_OPEN, STATUS_COMPLETE}
+_SC_PRIORITIES = {PRIORITY_NORMAL, PRIORITY_HIGH}
+
+
+def sc_to_side_task(data: Mapping[str, Any], user_id: str | None) -> SideTask:
+    """An SC task JSON object as a SideTask (scope: assigned to `user_id`, rule 6).
+
+    `user_id=None` skips the scope check. Unknown status/priority or a malformed due date become
+    `problems`; a task with a `deleted_at` is a tombstone.
+    """
+    problems: dict[str, str] = {}
+    raw: dict[str, Any] = {}
+
+    status = data.get("status")
+    if status not in _SC_STATUSES:
+        problems["status"] = f"unknown Sales Connect status {_show(status)!r}"
+        raw["status"] = _show(status)
+        status = None
+    priority = data.get("priority")
+    if priority not in _SC_PRIORITIES:
+        problems["priority"] = f"unknown Sales Connect priority {_show(priority)!r}"
+        raw["priority"] = _show(priority)
+        priority = None
+    due = _read_date(data.get("due_date"), "due date", problems, raw)
+
+    assignee = data.get("assignee_id")
+    in_scope, reason = True, ""
+    if user_id is not None and assignee != user_id:
+        in_scope, reason = False, "assigned to someone else"
+
+    return SideTask(
+        side=Side.SALESCONNECT,
+        id=str(data.get("id") or ""),
+        fields=Task(
+            name=normalize_text(data.get("name")),
+            status=status,
+            priority=priority,
+            due_date=due,
+            details=normalize_text(data.get("details")),
+        ),
+        version=_version(data.get("version")),
+        created_at=parse_timestamp(data.get("created_at")),
+        updated_at=parse_timestamp(data.get("updated_at")),
+        deleted=bool(data.get("deleted_at")),
+        in_scope=in_scope,
+        scope_reason=reason,
+        raw=frozen_map(raw),
+        problems=frozen_map(problems),
+    )
+
+
+def task_to_sc(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical field values as an SC task body (only the keys given; unmapped None skipped)."""
+    body: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name == "due_date":
+            body["due_date"] = format_date(value)
+        elif name in ("name", "details"):
+            body[name] = normalize_text(value)
+        elif name in ("status", "priority") and value is not None:
+            body[name] = value
+    return body
+
+
+# --- Salesforce -----------------------------------------------------------------------------
+
+
+def sf_to_side_task(
+    data: Mapping[str, Any], owner_id: str | None, picklists: SfPicklists | None = None
+) -> SideTask:
+    """An SF Task record as a SideTask.
+
+    Scope (rule 6): owned by `owner_id` (None skips the check), TaskSubtype 'Task' (missing
+    counts as Task), not the root of a recurring series. A Status/Priority with no SC
+    equivalent maps to None and is kept in `raw` (rule 9). A malformed ActivityDate is a problem.
+    """
+    picklists = picklists or SfPicklists()
+    problems: dict[str, str] = {}
+    raw: dict[str, Any] = {}
+
+    sf_status = data.get("Status")
+    status = sf_status_to_canonical(sf_status, picklists)
+    if status is None:
+        raw["status"] = _show(sf_status)
+    sf_priority = data.get("Priority")
+    priority = sf_priority_to_canonical(sf_priority, picklists)
+    if priority is None:
+        raw["priority"] = _show(sf_priority)
+    due = _read_date(data.get("ActivityDate"), "ActivityDate", problems, raw)
+
+    in_scope, reason = True, ""
+    subtype = data.get("TaskSubtype")
+    if owner_id is not None and data.get("OwnerId") != owner_id:
+        in_scope, reason = False, "owned by someone else"
+    elif subtype not in (None, "", "Task"):
+        in_scope, reason = False, f"a logged {sanitize_text(subtype)[:40]}, not a reminder"
+    elif data.get("IsRecurrence"):
+        in_scope, reason = False, "the root of a recurring series"
+
+    modified = parse_timestamp(data.get("SystemModstamp")) or parse_timestamp(
+        data.get("LastModifiedDate")
+    )
+    return SideTask(
+        side=Side.SALESFORCE,
+        id=str(data.get("Id") or ""),
+        fields=Task(
+            name=normalize_text(data.get("Subject")),
+            status=status,
+            priority=priority,
+            due_date=due,
+            details=normalize_text(data.get("Description")),
+        ),
+        version=str(data.get("SystemModstamp") or ""),
+        created_at=parse_timestamp(data.get("CreatedDate")),
+        updated_at=modified,
+        deleted=bool(data.get("IsDeleted")),
+        in_scope=in_scope,
+        scope_reason=reason,
+        raw=frozen_map(raw),
+        problems=frozen_map(problems),
+    )
+
+
+@dataclass(frozen=True)
+class SfWrite:
+    """What `task_to_sf` writes: the record fields, and per-field notes (e.g. truncated)."""
+
+    record: dict[str, Any]
+    notes: Mapping[str, str] = field(default_factory=frozen_map)
+
+
+def task_to_sf(changes: Mapping[str, Any], picklists: SfPicklists | None = None) -> SfWrite:
+    """Canonical field values as SF Task fields, cut to fit, through the org's picklists.
+
+    Only the keys given are written. A value the org cannot hold (a status/priority with no
+    picklist value) is left out and noted UNMAPPED; a cut value is noted TRUNCATED.
+    """
+    picklists = picklists or SfPicklists()
+    record: dict[str, Any] = {}
+    notes: dict[str, str] = {}
+    for name, value in changes.items():
+        if name == "name":
+            text = normalize_text(value)
+            record["Subject"] = fit(text, SF_SUBJECT_MAX)
+            if record["Subject"] != text:
+                notes["name"] = Note.TRUNCATED
+        elif name == "details":
+            text = normalize_text(value)
+            record["Description"] = fit(text, SF_DESCRIPTION_MAX)
+            if record["Description"] != text:
+                notes["details"] = Note.TRUNCATED
+        elif name == "due_date":
+            record["ActivityDate"] = format_date(value)
+        elif name == "status":
+            sf_value = canonical_status_to_sf(value, picklists)
+            if sf_value is None:
+                notes["status"] = Note.UNMAPPED
+            else:
+                record["Status"] = sf_value
+        elif name == "priority":
+            sf_value = canonical_priority_to_sf(value, picklists)
+            if sf_value is None:
+                notes["priority"] = Note.UNMAPPED
+            else:
+                record["Priority"] = sf_value
+    return SfWrite(record=record, notes=frozen_map(notes))
+
+
+def project_to_sf(task: Task) -> Task:
+    """The canonical task as Salesforce would hold it (text cut to fit).
+
+    The planner compares a Salesforce task against this projection of the base, so a cut made
+    by the sync is never mistaken for an edit in Salesforce (rule 10).
+    """
+    return task.replace(
+        name=fit(task.name, SF_SUBJECT_MAX), details=fit(task.details, SF_DESCRIPTION_MAX)
+    )
+
+
+# --- tombstones -----------------------------------------------------------------------------
+
+
+def deleted_side_task(side: Side, task_id: str, when: datetime | None = None) -> SideTask:
+    """A tombstone for a task known only by id (SF deleted records, a 404 on a direct read)."""
+    return SideTask(
+        side=side,
+        id=task_id,
+        fields=Task(name=""),
+        updated_at=when,
+        deleted=True,
+    )
+
+
+# --- small helpers --------------------------------------------------------------------------
+
+
+def _read_date(
+    value: Any, label: str, problems: dict[str, str], raw: dict[str, Any]
+) -> date | None:
+    try:
+        return parse_date(value)
+    except ValueError:
+        problems["due_date"] = f"malformed {label} {_show(value)!r}"
+        raw["due_date"] = _show(value)
+        return None
+
+
+def _show(value: Any) -> str:
+    """A bad value, made safe and short enough to show in a message ("" when missing)."""
+    if value is None:
+        return ""
+    text = sanitize_text(value if isinstance(value, str) else repr(value))
+    return text[:60]
+
+
+def _version(value: Any) -> str:
+    return "" if value is None or isinstance(value, bool) else str(value)

@@ -1,0 +1,317 @@
+"""SC task JSON <-> canonical Task <-> SF Task record, as the wire shapes really look."""
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from sync.mapping import (
+    ELLIPSIS,
+    SF_DESCRIPTION_MAX,
+    SF_SUBJECT_MAX,
+    build_picklists,
+    deleted_side_task,
+    fit,
+    normalize_text,
+    parse_date,
+    project_to_sf,
+    sanitize_text,
+    sc_to_side_task,
+    sf_to_side_task,
+    sf_units,
+    task_to_sc,
+    task_to_sf,
+)
+from sync.model import Note, SfPicklists, Side, Task
+
+USER = "u-1"
+OWNER = "005000000000001AAA"
+
+
+def sc_json(**overrides):
+    data = {
+        "id": "t-1",
+        "name": "Call Jane",
+        "status": "open",
+        "priority": "high",
+        "due_date": "2026-11-30",
+        "details": "about the renewal",
+        "assignee_id": USER,
+        "created_at": "2026-11-29T08:00:00Z",
+        "updated_at": "2026-11-30T06:25:01Z",
+        "version": 3,
+        "deleted_at": None,
+    }
+    data.update(overrides)
+    return data
+
+
+def sf_record(**overrides):
+    data = {
+        "attributes": {"type": "Task", "url": "/services/data/v62.0/sobjects/Task/00T1"},
+        "Id": "00T000000000001AAA",
+        "Subject": "Call Jane",
+        "Status": "Not Started",
+        "Priority": "Normal",
+        "ActivityDate": "2026-11-30",
+        "Description": "about the renewal",
+        "OwnerId": OWNER,
+        "TaskSubtype": "Task",
+        "IsRecurrence": False,
+        "RecurrenceActivityId": None,
+        "IsDeleted": False,
+        "CreatedDate": "2026-11-29T08:00:00.000+0000",
+        "LastModifiedDate": "2026-11-30T06:25:01.000+0000",
+        "SystemModstamp": "2026-11-30T06:25:01.000+0000",
+    }
+    data.update(overrides)
+    return data
+
+
+# --- Sales Connect ------------------------------------------------------------------------
+
+
+def test_sc_task_maps_all_five_fields_and_metadata():
+    task = sc_to_side_task(sc_json(), USER)
+    assert task.side is Side.SALESCONNECT
+    assert task.id == "t-1"
+    assert task.fields == Task(
+        name="Call Jane",
+        status="open",
+        priority="high",
+        due_date=date(2026, 11, 30),
+        details="about the renewal",
+    )
+    assert task.version == "3"
+    assert task.created_at == datetime(2026, 11, 29, 8, tzinfo=UTC)
+    assert task.in_scope and task.valid and not task.deleted
+
+
+def test_sc_task_assigned_to_someone_else_is_out_of_scope():
+    task = sc_to_side_task(sc_json(assignee_id="u-2"), USER)
+    assert not task.in_scope
+    assert "someone else" in task.scope_reason
+
+
+def test_sc_tombstone_is_deleted():
+    assert sc_to_side_task(sc_json(deleted_at="2026-11-30T07:00:00Z"), USER).deleted
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"status": "archived"}, "status"),
+        ({"priority": "urgent"}, "priority"),
+        ({"due_date": "30/11/2026"}, "due_date"),
+        ({"due_date": "2026-02-30"}, "due_date"),
+        ({"due_date": 20261130}, "due_date"),
+    ],
+)
+def test_sc_bad_values_become_problems_not_exceptions(overrides, field):
+    task = sc_to_side_task(sc_json(**overrides), USER)
+    assert not task.valid
+    assert field in task.problems
+
+
+def test_sc_body_from_canonical_changes():
+    body = task_to_sc({"name": "Call Bob", "due_date": date(2027, 1, 2), "status": "complete"})
+    assert body == {"name": "Call Bob", "due_date": "2027-01-02", "status": "complete"}
+    assert task_to_sc({"due_date": None}) == {"due_date": None}
+
+
+def test_sc_roundtrip_through_canonical():
+    task = sc_to_side_task(sc_json(), USER)
+    body = task_to_sc(task.fields.as_dict())
+    for key, value in body.items():
+        assert value == sc_json()[key]
+
+
+# --- Salesforce ---------------------------------------------------------------------------
+
+
+def test_sf_record_maps_through_standard_picklists():
+    task = sf_to_side_task(sf_record(), OWNER)
+    assert task.side is Side.SALESFORCE
+    assert task.fields == Task(
+        name="Call Jane",
+        status="open",
+        priority="normal",
+        due_date=date(2026, 11, 30),
+        details="about the renewal",
+    )
+    assert task.version == "2026-11-30T06:25:01.000+0000"
+    assert task.updated_at == datetime(2026, 11, 30, 6, 25, 1, tzinfo=UTC)
+    assert task.in_scope and task.valid
+
+
+def test_sf_completed_and_high_map_to_sc_values():
+    task = sf_to_side_task(sf_record(Status="Completed", Priority="High"), OWNER)
+    assert (task.fields.status, task.fields.priority) == ("complete", "high")
+
+
+@pytest.mark.parametrize("status", ["In Progress", "Waiting on someone else", "Deferred", "Mine"])
+def test_sf_other_statuses_are_unmapped_and_kept_raw(status):
+    task = sf_to_side_task(sf_record(Status=status), OWNER)
+    assert task.fields.status is None
+    assert task.raw["status"] == status
+    assert task.valid  # unmapped is rule 9, not an error
+
+
+def test_sf_low_priority_is_unmapped():
+    task = sf_to_side_task(sf_record(Priority="Low"), OWNER)
+    assert task.fields.priority is None
+    assert task.raw["priority"] == "Low"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"OwnerId": "005OTHER"}, "someone else"),
+        ({"TaskSubtype": "Email"}, "Email"),
+        ({"TaskSubtype": "Call"}, "Call"),
+        ({"IsRecurrence": True}, "recurring"),
+    ],
+)
+def test_sf_scope(overrides, reason):
+    task = sf_to_side_task(sf_record(**overrides), OWNER)
+    assert not task.in_scope
+    assert reason in task.scope_reason
+
+
+def test_sf_missing_subtype_counts_as_task_and_occurrence_is_in_scope():
+    record = sf_record(TaskSubtype=None, RecurrenceActivityId="00T0000000000RRAAA")
+    assert sf_to_side_task(record, OWNER).in_scope
+
+
+def test_sf_malformed_activity_date_is_a_problem():
+    task = sf_to_side_task(sf_record(ActivityDate="2026-13-01"), OWNER)
+    assert "due_date" in task.problems
+    assert task.fields.due_date is None
+
+
+def test_sf_is_deleted_row_is_a_tombstone():
+    assert sf_to_side_task(sf_record(IsDeleted=True), OWNER).deleted
+
+
+def test_sf_write_uses_org_values_and_notes_truncation():
+    long_name = "x" * 300
+    write = task_to_sf(
+        {"name": long_name, "status": "complete", "priority": "high", "due_date": None}
+    )
+    assert write.record["Subject"] == "x" * (SF_SUBJECT_MAX - 1) + ELLIPSIS
+    assert len(write.record["Subject"]) == SF_SUBJECT_MAX
+    assert write.record["Status"] == "Completed"
+    assert write.record["Priority"] == "High"
+    assert write.record["ActivityDate"] is None
+    assert write.notes == {"name": Note.TRUNCATED}
+
+
+def test_sf_write_description_cut_to_32000():
+    write = task_to_sf({"details": "y" * 40_000})
+    assert len(write.record["Description"]) == SF_DESCRIPTION_MAX
+    assert write.record["Description"].endswith(ELLIPSIS)
+    assert write.notes["details"] == Note.TRUNCATED
+
+
+def test_sf_write_of_a_value_the_org_lacks_is_left_out_and_noted():
+    picklists = build_picklists(
+        {"Status": [{"value": "Open", "isClosed": False, "isDefault": True}], "Priority": []}
+    )
+    write = task_to_sf({"status": "complete"}, picklists)
+    assert "Status" not in write.record
+    assert write.notes["status"] == Note.UNMAPPED
+
+
+# --- picklists ----------------------------------------------------------------------------
+
+
+def test_picklists_default_to_the_standard_values():
+    assert build_picklists(None) == SfPicklists()
+    assert build_picklists({}) == SfPicklists()
+
+
+def test_picklists_follow_the_org_default_open_and_first_closed_status():
+    picklists = build_picklists(
+        {
+            "Status": [
+                {"value": "Not Started", "isClosed": False, "isDefault": False},
+                {"value": "Open", "isClosed": False, "isDefault": True},
+                {"value": "Done", "isClosed": True, "isDefault": False},
+                {"value": "Cancelled", "isClosed": True, "isDefault": False},
+            ],
+            "Priority": [{"value": "High"}, {"value": "Normal", "isDefault": True}],
+        }
+    )
+    assert picklists.open_status == "Open"
+    assert picklists.closed_status == "Done"
+    record = sf_record(Status="Done")
+    assert sf_to_side_task(record, OWNER, picklists).fields.status == "complete"
+    assert sf_to_side_task(sf_record(Status="Not Started"), OWNER, picklists).fields.status is None
+    assert task_to_sf({"status": "open"}, picklists).record == {"Status": "Open"}
+
+
+def test_picklists_accept_raw_soql_rows():
+    picklists = build_picklists(
+        {
+            "Status": [
+                {"ApiName": "Not Started", "IsClosed": False, "IsDefault": True},
+                {"ApiName": "Completed", "IsClosed": True, "IsDefault": False},
+            ]
+        }
+    )
+    assert picklists.statuses == ("Not Started", "Completed")
+    assert picklists.closed_status == "Completed"
+    assert picklists.priorities == SfPicklists().priorities
+
+
+# --- text ---------------------------------------------------------------------------------
+
+
+def test_cosmetic_rewrites_normalise_alike():
+    assert normalize_text("Call Jane  \r\nabout  \r\n") == "Call Jane\nabout"
+    assert normalize_text("Cafe\u0301") == normalize_text("Café")
+    assert normalize_text(None) == ""
+
+
+def test_sanitiser_drops_escapes_controls_and_bidi():
+    nasty = "Hi\x1b[31mred\x1b[0m\x1b]0;title\x07 \u202egnp.exe\x00\x07 ok\tand\nmore"
+    assert sanitize_text(nasty) == "Hired gnp.exe ok\tand\nmore"
+
+
+def test_sf_record_text_is_sanitised_at_the_boundary():
+    task = sf_to_side_task(sf_record(Subject="\x1b]8;;http://evil\x1b\\click\x1b]8;;\x1b\\"), OWNER)
+    assert task.fields.name == "click"
+
+
+def test_fit_counts_utf16_units_and_never_exceeds_the_limit():
+    text = "😀" * 200  # 400 UTF-16 units
+    cut = fit(text, SF_SUBJECT_MAX)
+    assert sf_units(cut) <= SF_SUBJECT_MAX
+    assert cut.endswith(ELLIPSIS)
+    assert fit("short", SF_SUBJECT_MAX) == "short"
+
+
+def test_cut_text_is_already_normalised():
+    cut = fit("a" * 253 + "   bbbb", SF_SUBJECT_MAX)
+    assert normalize_text(cut) == cut
+
+
+def test_projection_cuts_only_what_salesforce_cannot_hold():
+    task = Task(name="n" * 256, details="d" * 10)
+    projected = project_to_sf(task)
+    assert projected.name == "n" * 254 + ELLIPSIS
+    assert projected.details == task.details
+
+
+@pytest.mark.parametrize("value", ["2026-1-5", "2026-01-05T00:00:00", "tomorrow", "20260105"])
+def test_parse_date_is_strict(value):
+    with pytest.raises(ValueError):
+        parse_date(value)
+
+
+def test_dates_are_days_not_instants():
+    assert parse_date("2026-03-29") == date(2026, 3, 29)  # a DST-change day stays itself
+
+
+def test_tombstone_stub_for_a_known_id():
+    stub = deleted_side_task(Side.SALESFORCE, "00T1")
+    assert stub.deleted and stub.id == "00T1" and stub.side is Side.SALESFORCE
