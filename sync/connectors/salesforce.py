@@ -190,6 +190,16 @@ def classify_response(response: httpx.Response) -> ServiceError | None:
         body = response.json()
     except ValueError:
         return None
+    if response.status_code == 300 and isinstance(body, list):
+        # An external-id lookup or upsert matched several records: body lists their URLs.
+        return ServiceError(
+            f"Salesforce found {len(body)} records for one external id; "
+            "resolve the duplicates in Salesforce.",
+            service=SERVICE,
+            category="conflict",
+            status=300,
+            code="MULTIPLE_CHOICES",
+        )
     if isinstance(body, list) and body and isinstance(body[0], dict):
         first = body[0]
     elif isinstance(body, dict) and ("errorCode" in body or "error" in body):
@@ -501,7 +511,38 @@ class SalesforceClient:
             result.append({"id": entry["id"], "deletedDate": str(entry.get("deletedDate") or "")})
         return result
 
+    async def updated_ids(self, start: datetime, end: datetime) -> list[str]:
+        """Ids of tasks updated between start and end (30-day window, minute granularity)."""
+        start = start.astimezone(UTC).replace(second=0, microsecond=0)
+        end = end.astimezone(UTC).replace(second=0, microsecond=0)
+        if end <= start:
+            end = start + timedelta(minutes=1)
+        params = {"start": _replication_date(start), "end": _replication_date(end)}
+        body = await self._request("GET", "sobjects/Task/updated/", idempotent=True, params=params)
+        if not isinstance(body, dict) or not isinstance(body.get("ids"), list):
+            raise _malformed("updated result without ids", retryable=True)
+        if not all(isinstance(i, str) for i in body["ids"]):
+            raise _malformed("updated result with a non-string id", retryable=True)
+        return list(body["ids"])
+
     # -- reads by id --------------------------------------------------------------------------
+
+    async def get_task(
+        self, task_id: str, fields: Sequence[str] = TASK_FIELDS
+    ) -> dict[str, Any] | None:
+        """One task by id; None when Salesforce answers 404 (it does not exist or is deleted)."""
+        path = f"sobjects/Task/{check_id(task_id)}"
+        try:
+            body = await self._request(
+                "GET", path, idempotent=True, params={"fields": ",".join(fields)}
+            )
+        except ServiceError as exc:
+            if exc.category == "not_found" and exc.status == 404:
+                return None
+            raise
+        if not isinstance(body, dict):
+            raise _malformed("task record is not an object", retryable=True)
+        return body
 
     async def retrieve(
         self, ids: list[str], fields: Sequence[str] = TASK_FIELDS
@@ -622,28 +663,28 @@ def _only_lock_errors(result: RecordResult) -> bool:
 def _record_results(body: Any, expected: int, *, retryable: bool) -> list[RecordResult]:
     if not isinstance(body, list) or len(body) != expected:
         raise _malformed("collection result does not match the records sent", retryable=retryable)
-    results = []
-    for entry in body:
-        if not isinstance(entry, dict) or not isinstance(entry.get("success"), bool):
-            raise _malformed("collection result entry", retryable=retryable)
-        errors = entry.get("errors") or []
-        if not isinstance(errors, list):
-            raise _malformed("collection result errors", retryable=retryable)
-        cleaned = tuple(
-            {
-                "statusCode": clean_text(e.get("statusCode") or e.get("errorCode") or "", 80),
-                "message": clean_text(e.get("message") or "", 400),
-                "fields": [clean_text(f, 80) for f in e.get("fields") or [] if isinstance(f, str)],
-            }
-            for e in errors
-            if isinstance(e, dict)
-        )
-        record_id = entry.get("id")
-        results.append(
-            RecordResult(
-                id=record_id if isinstance(record_id, str) else None,
-                success=entry["success"],
-                errors=cleaned,
-            )
-        )
-    return results
+    return [parse_record_result(entry, retryable=retryable) for entry in body]
+
+
+def parse_record_result(entry: Any, *, retryable: bool = False) -> RecordResult:
+    """One SaveResult/DeleteResult ({"id", "success", "errors": [...]}) as a RecordResult."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("success"), bool):
+        raise _malformed("record result without success flag", retryable=retryable)
+    errors = entry.get("errors") or []
+    if not isinstance(errors, list):
+        raise _malformed("record result errors are not a list", retryable=retryable)
+    cleaned = tuple(
+        {
+            "statusCode": clean_text(e.get("statusCode") or e.get("errorCode") or "", 80),
+            "message": clean_text(e.get("message") or "", 400),
+            "fields": [clean_text(f, 80) for f in e.get("fields") or [] if isinstance(f, str)],
+        }
+        for e in errors
+        if isinstance(e, dict)
+    )
+    record_id = entry.get("id")
+    return RecordResult(
+        id=record_id if isinstance(record_id, str) else None,
+        success=entry["success"],
+        errors=cleaned,
+    )
