@@ -153,6 +153,7 @@ class Conflict:
     sf: Task | None
     deleted_side: Side | None = None
     message: str = ""
+    invalid_sides: tuple[Side, ...] = ()  # INVALID: the side(s) that sent the unreadable values
 
 
 class Choice(StrEnum):
