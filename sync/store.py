@@ -1,0 +1,880 @@
+"""The local state: typed tables over a TinyDB database saved atomically (see `sync.storage`).
+
+The file is a TinyDB database (`{"table": {"doc_id": {...}}}`) with these tables:
+
+- `meta`: the schema version (`SCHEMA_VERSION`; older files are upgraded by `MIGRATIONS`);
+- `links`: task pairs with their base (`sync.model.Link`);
+- `conflicts`, `resolutions`: decisions waiting for the user, and the user's answers;
+- `cursors`: per side, the change watermark and the time of the last successful run;
+- `settings`: one document (`Settings`); `connections`: non-secret connection details per side;
+- `audit`: the activity log, bounded to `AUDIT_LIMIT` entries;
+- `task_cache`: the last seen `SideTask` of each task per side, for the dashboard;
+- `errors`: failures parked per task (`ParkedError`), retried by later runs.
+
+Everything lives in memory while the store is open; `save()` writes the file once (the engine
+calls it after each batch of actions). Only one process may have the store open for writing.
+Hot tables (links, cache, ...) are kept as dicts keyed by their natural key and mirrored into the
+TinyDB tables in place, because TinyDB's own `Table` rewrites a whole table on each change (10,000
+single-link updates through it would take minutes). Do not write those tables through `db`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, tzinfo
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from tinydb import TinyDB
+
+from sync import paths
+from sync.model import (
+    FIELDS,
+    Choice,
+    Conflict,
+    ConflictKind,
+    Link,
+    Policy,
+    Resolution,
+    Side,
+    SideTask,
+    Task,
+    frozen_map,
+)
+from sync.storage import (
+    AtomicJSONStorage,
+    ProcessLock,
+    StateError,
+    StateFileError,
+    StateLockedError,
+    StateWriteError,
+    Tables,
+    backup_path,
+    damaged_file_message,
+    lock_path,
+    read_json_file,
+    remove_stale_temp_files,
+    serialise,
+)
+
+__all__ = [
+    "AUDIT_LIMIT",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Cursor",
+    "ParkedError",
+    "Settings",
+    "StateError",
+    "StateFileError",
+    "StateLockedError",
+    "StateStore",
+    "StateWriteError",
+]
+
+SCHEMA_VERSION = 1
+# MIGRATIONS[n] upgrades the raw tables of a version-n file to version n + 1 (returns them).
+MIGRATIONS: dict[int, Callable[[Tables], Tables]] = {}
+AUDIT_LIMIT = 5000
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------- typed records of our own
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where one side's change feed was last read up to.
+
+    `watermark` is the server's own stamp (SF SystemModstamp, SC updated_at) of the newest change
+    processed, as the server wrote it; `last_success` is when a run last completed. `extra` holds
+    other small per-side markers the engine needs (e.g. the end of the last SF deleted window).
+    """
+
+    side: Side
+    watermark: str | None = None
+    last_success: datetime | None = None
+    extra: Mapping[str, str] = field(default_factory=frozen_map)
+
+
+def _default_policies() -> Mapping[str, Policy]:
+    return frozen_map({name: Policy.MANUAL for name in FIELDS})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """User settings. `timezone` is an IANA name, or "local" for the machine's zone.
+
+    The mass-delete guard (rule 14) trips when a run would delete at least
+    `mass_delete_minimum` linked tasks of one side and more than `mass_delete_share` of them.
+    """
+
+    enabled: bool = False
+    enabled_at: datetime | None = None
+    policies: Mapping[str, Policy] = field(default_factory=_default_policies)
+    poll_interval: int = 300
+    timezone: str = "local"
+    mass_delete_share: float = 0.5
+    mass_delete_minimum: int = 5
+
+    def __post_init__(self) -> None:
+        unknown = set(self.policies) - set(FIELDS)
+        if unknown:
+            raise ValueError(f"unknown field in conflict policies: {', '.join(sorted(unknown))}")
+        policies = {name: Policy(self.policies.get(name, Policy.MANUAL)) for name in FIELDS}
+        object.__setattr__(self, "policies", frozen_map(policies))
+        if isinstance(self.poll_interval, bool) or not isinstance(self.poll_interval, int):
+            raise ValueError("poll interval must be a whole number of seconds")
+        if not 10 <= self.poll_interval <= 86_400:
+            raise ValueError("poll interval must be between 10 seconds and 1 day")
+        if not 0 < self.mass_delete_share <= 1:
+            raise ValueError("mass-delete share must be above 0 and at most 1")
+        if self.mass_delete_minimum < 1:
+            raise ValueError("mass-delete minimum must be at least 1")
+        self.zone()  # validates the time zone name
+
+    def policy(self, field_name: str) -> Policy:
+        return self.policies[field_name]
+
+    def zone(self) -> tzinfo:
+        """The time zone for "today" (the Command Center view)."""
+        if self.timezone == "local":
+            local = datetime.now().astimezone().tzinfo
+            return local or UTC
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {self.timezone!r}; use an IANA name such as "
+                "'Europe/Paris' or 'local'"
+            ) from None
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ParkedError:
+    """A task whose last write failed; parked so the rest of the run goes on."""
+
+    side: Side
+    task_id: str
+    category: str  # ServiceError.category: auth, validation, transient, ...
+    message: str
+    at: datetime
+    attempts: int = 1
+    retryable: bool = True
+    action: str = ""  # what was being done: create, update, delete
+
+    @property
+    def key(self) -> str:
+        return _side_key(self.side, self.task_id)
+
+
+# ---------------------------------------------------------------- JSON <-> model
+
+
+def _side_key(side: Side | str, task_id: str) -> str:
+    return f"{Side(side).value}:{task_id}"
+
+
+def _dt_out(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # naive times are taken as UTC rather than guessed local
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
+def _dt_in(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _field_out(name: str, value: Any) -> Any:
+    if name == "due_date" and isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _field_in(name: str, value: Any) -> Any:
+    if name == "due_date" and isinstance(value, str):
+        return date.fromisoformat(value)
+    return value
+
+
+def task_to_json(task: Task | None) -> dict[str, Any] | None:
+    if task is None:
+        return None
+    return {name: _field_out(name, getattr(task, name)) for name in FIELDS}
+
+
+def task_from_json(doc: Mapping[str, Any] | None) -> Task | None:
+    if doc is None:
+        return None
+    return Task(**{name: _field_in(name, doc[name]) for name in FIELDS if name in doc})
+
+
+def _fields_out(values: Task | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if values is None:
+        return None
+    if isinstance(values, Task):
+        return task_to_json(values)
+    return {name: _field_out(name, value) for name, value in values.items()}
+
+
+def link_to_json(link: Link) -> dict[str, Any]:
+    return {
+        "sc_id": link.sc_id,
+        "sf_id": link.sf_id,
+        "base": task_to_json(link.base),
+        "sc_version": link.sc_version,
+        "sf_version": link.sf_version,
+        "notes": dict(link.notes),
+    }
+
+
+def link_from_json(doc: Mapping[str, Any]) -> Link:
+    return Link(
+        sc_id=doc["sc_id"],
+        sf_id=doc["sf_id"],
+        base=task_from_json(doc["base"]),  # type: ignore[arg-type]
+        sc_version=doc.get("sc_version", ""),
+        sf_version=doc.get("sf_version", ""),
+        notes=frozen_map(doc.get("notes")),
+    )
+
+
+def conflict_to_json(conflict: Conflict) -> dict[str, Any]:
+    return {
+        "id": conflict.id,
+        "kind": conflict.kind.value,
+        "sc_id": conflict.sc_id,
+        "sf_id": conflict.sf_id,
+        "fields": list(conflict.fields),
+        "base": task_to_json(conflict.base),
+        "sc": task_to_json(conflict.sc),
+        "sf": task_to_json(conflict.sf),
+        "deleted_side": conflict.deleted_side.value if conflict.deleted_side else None,
+        "message": conflict.message,
+    }
+
+
+def conflict_from_json(doc: Mapping[str, Any]) -> Conflict:
+    deleted = doc.get("deleted_side")
+    return Conflict(
+        id=doc["id"],
+        kind=ConflictKind(doc["kind"]),
+        sc_id=doc["sc_id"],
+        sf_id=doc["sf_id"],
+        fields=tuple(doc["fields"]),
+        base=task_from_json(doc.get("base")),
+        sc=task_from_json(doc.get("sc")),
+        sf=task_from_json(doc.get("sf")),
+        deleted_side=Side(deleted) if deleted else None,
+        message=doc.get("message", ""),
+    )
+
+
+def resolution_to_json(resolution: Resolution) -> dict[str, Any]:
+    return {
+        "conflict_id": resolution.conflict_id,
+        "choices": {name: Choice(choice).value for name, choice in resolution.choices.items()},
+        "values": {name: _field_out(name, value) for name, value in resolution.values.items()},
+    }
+
+
+def resolution_from_json(doc: Mapping[str, Any]) -> Resolution:
+    return Resolution(
+        conflict_id=doc["conflict_id"],
+        choices=frozen_map({name: Choice(value) for name, value in doc["choices"].items()}),
+        values=frozen_map({name: _field_in(name, v) for name, v in doc["values"].items()}),
+    )
+
+
+def side_task_to_json(task: SideTask) -> dict[str, Any]:
+    return {
+        "side": task.side.value,
+        "id": task.id,
+        "fields": task_to_json(task.fields),
+        "version": task.version,
+        "created_at": _dt_out(task.created_at),
+        "updated_at": _dt_out(task.updated_at),
+        "deleted": task.deleted,
+        "in_scope": task.in_scope,
+        "scope_reason": task.scope_reason,
+        "raw": dict(task.raw),
+        "problems": dict(task.problems),
+    }
+
+
+def side_task_from_json(doc: Mapping[str, Any]) -> SideTask:
+    return SideTask(
+        side=Side(doc["side"]),
+        id=doc["id"],
+        fields=task_from_json(doc["fields"]),  # type: ignore[arg-type]
+        version=doc.get("version", ""),
+        created_at=_dt_in(doc.get("created_at")),
+        updated_at=_dt_in(doc.get("updated_at")),
+        deleted=doc.get("deleted", False),
+        in_scope=doc.get("in_scope", True),
+        scope_reason=doc.get("scope_reason", ""),
+        raw=frozen_map(doc.get("raw")),
+        problems=frozen_map(doc.get("problems")),
+    )
+
+
+def cursor_to_json(cursor: Cursor) -> dict[str, Any]:
+    return {
+        "side": cursor.side.value,
+        "watermark": cursor.watermark,
+        "last_success": _dt_out(cursor.last_success),
+        "extra": dict(cursor.extra),
+    }
+
+
+def cursor_from_json(doc: Mapping[str, Any]) -> Cursor:
+    return Cursor(
+        side=Side(doc["side"]),
+        watermark=doc.get("watermark"),
+        last_success=_dt_in(doc.get("last_success")),
+        extra=frozen_map(doc.get("extra")),
+    )
+
+
+def settings_to_json(settings: Settings) -> dict[str, Any]:
+    return {
+        "enabled": settings.enabled,
+        "enabled_at": _dt_out(settings.enabled_at),
+        "policies": {name: policy.value for name, policy in settings.policies.items()},
+        "poll_interval": settings.poll_interval,
+        "timezone": settings.timezone,
+        "mass_delete_share": settings.mass_delete_share,
+        "mass_delete_minimum": settings.mass_delete_minimum,
+    }
+
+
+def settings_from_json(doc: Mapping[str, Any]) -> Settings:
+    defaults = Settings()
+    return Settings(
+        enabled=doc.get("enabled", defaults.enabled),
+        enabled_at=_dt_in(doc.get("enabled_at")),
+        policies={name: Policy(v) for name, v in doc.get("policies", {}).items()},
+        poll_interval=doc.get("poll_interval", defaults.poll_interval),
+        timezone=doc.get("timezone", defaults.timezone),
+        mass_delete_share=doc.get("mass_delete_share", defaults.mass_delete_share),
+        mass_delete_minimum=doc.get("mass_delete_minimum", defaults.mass_delete_minimum),
+    )
+
+
+def parked_to_json(error: ParkedError) -> dict[str, Any]:
+    return {
+        "side": error.side.value,
+        "task_id": error.task_id,
+        "category": error.category,
+        "message": error.message,
+        "at": _dt_out(error.at),
+        "attempts": error.attempts,
+        "retryable": error.retryable,
+        "action": error.action,
+    }
+
+
+def parked_from_json(doc: Mapping[str, Any]) -> ParkedError:
+    return ParkedError(
+        side=Side(doc["side"]),
+        task_id=doc["task_id"],
+        category=doc["category"],
+        message=doc["message"],
+        at=_dt_in(doc["at"]),  # type: ignore[arg-type]
+        attempts=doc.get("attempts", 1),
+        retryable=doc.get("retryable", True),
+        action=doc.get("action", ""),
+    )
+
+
+# Words that mark a secret; a connection record holding one of them is refused.
+_SECRET_WORDS = ("secret", "token", "password", "passwd", "private_key", "code_verifier")
+
+
+# ---------------------------------------------------------------- keyed tables
+
+
+class _KeyedTable(Generic[T]):
+    """A TinyDB table mirrored as a dict keyed by each record's natural key.
+
+    Writes update the typed dict and the raw TinyDB document in place (O(1)), and mark the
+    storage dirty; the raw table is looked up on each call because TinyDB may replace it.
+    """
+
+    def __init__(
+        self,
+        storage: AtomicJSONStorage,
+        name: str,
+        key_of: Callable[[T], str],
+        to_json: Callable[[T], dict[str, Any]],
+        from_json: Callable[[Mapping[str, Any]], T],
+    ) -> None:
+        self._storage = storage
+        self.name = name
+        self._key_of = key_of
+        self._to_json = to_json
+        self.items: dict[str, T] = {}
+        self._doc_ids: dict[str, str] = {}
+        self._next_id = 1
+        raw = storage.tables.setdefault(name, {})
+        for doc_id, doc in raw.items():
+            try:
+                item = from_json(doc)
+                self._next_id = max(self._next_id, int(doc_id) + 1)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                problem = f"holds an unreadable record in table '{name}' (document {doc_id}: {exc})"
+                raise StateFileError(damaged_file_message(storage.path, problem)) from None
+            key = key_of(item)
+            if key in self.items:
+                problem = f"holds two records for '{key}' in table '{name}'"
+                raise StateFileError(damaged_file_message(storage.path, problem))
+            self.items[key] = item
+            self._doc_ids[key] = doc_id
+
+    def _raw(self) -> dict[str, Any]:
+        return self._storage.tables.setdefault(self.name, {})
+
+    def get(self, key: str) -> T | None:
+        return self.items.get(key)
+
+    def put(self, item: T) -> None:
+        key = self._key_of(item)
+        doc_id = self._doc_ids.get(key)
+        if doc_id is None:
+            doc_id = str(self._next_id)
+            self._next_id += 1
+            self._doc_ids[key] = doc_id
+        self._raw()[doc_id] = self._to_json(item)
+        self.items[key] = item
+        self._storage.mark_dirty()
+
+    def delete(self, key: str) -> T | None:
+        item = self.items.pop(key, None)
+        if item is not None:
+            self._raw().pop(self._doc_ids.pop(key), None)
+            self._storage.mark_dirty()
+        return item
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+# ---------------------------------------------------------------- the store
+
+
+def _new_tables() -> Tables:
+    return {"meta": {"1": {"schema_version": SCHEMA_VERSION, "app": paths.APP_NAME}}}
+
+
+def _schema_version(path: Path, tables: Tables) -> int:
+    try:
+        version = tables["meta"]["1"]["schema_version"]
+    except (KeyError, TypeError):
+        raise StateFileError(
+            damaged_file_message(path, "is not a reminder-sync state file (no schema version)")
+        ) from None
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise StateFileError(damaged_file_message(path, f"has a bad schema version {version!r}"))
+    return version
+
+
+def _check_shape(path: Path, data: Any) -> Tables:
+    if not isinstance(data, dict) or not all(
+        isinstance(table, dict) and all(isinstance(doc, dict) for doc in table.values())
+        for table in data.values()
+    ):
+        raise StateFileError(
+            damaged_file_message(path, "is not a reminder-sync state file (unexpected layout)")
+        )
+    return data
+
+
+def migrate(path: Path, tables: Tables) -> tuple[Tables, bool]:
+    """Upgrade raw tables to SCHEMA_VERSION; returns (tables, whether anything changed)."""
+    version = _schema_version(path, tables)
+    if version > SCHEMA_VERSION:
+        raise StateFileError(
+            f"The state file {path} was written by a newer reminder-sync (schema {version}; this "
+            f"version reads up to {SCHEMA_VERSION}). Nothing was changed. Upgrade reminder-sync "
+            "to use it."
+        )
+    changed = False
+    while version < SCHEMA_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise StateFileError(
+                f"The state file {path} has schema {version} and this reminder-sync has no "
+                f"upgrade from it to {SCHEMA_VERSION}. Nothing was changed."
+            )
+        try:
+            tables = _check_shape(path, step(tables))
+        except StateError:
+            raise
+        except Exception as exc:
+            raise StateFileError(
+                f"Upgrading the state file {path} from schema {version} failed ({exc}). "
+                "Nothing was changed on disk."
+            ) from None
+        version += 1
+        tables.setdefault("meta", {}).setdefault("1", {})["schema_version"] = version
+        changed = True
+    return tables, changed
+
+
+class StateStore:
+    """Typed access to the state file. Open with `StateStore.open(path)`; close when done.
+
+    Reads are served from memory. Writes change memory only; `save()` writes the file (once,
+    however many changes were made). `close()` saves pending changes and releases the lock.
+    """
+
+    def __init__(self, storage: AtomicJSONStorage, lock: ProcessLock | None) -> None:
+        self._storage = storage
+        self._lock = lock
+        self.path = storage.path
+        self.db = TinyDB(storage=lambda: storage)  # the TinyDB view of the same tables
+        self._links = _KeyedTable(
+            storage, "links", lambda link: link.key, link_to_json, link_from_json
+        )
+        self._by_sc: dict[str, str] = {}
+        self._by_sf: dict[str, str] = {}
+        for key, link in self._links.items.items():
+            for index, task_id, side in (
+                (self._by_sc, link.sc_id, "SC"),
+                (self._by_sf, link.sf_id, "SF"),
+            ):
+                if task_id in index:
+                    problem = f"pairs the {side} task {task_id} twice (table 'links')"
+                    raise StateFileError(damaged_file_message(self.path, problem))
+                index[task_id] = key
+        self._conflicts = _KeyedTable(
+            storage, "conflicts", lambda c: c.id, conflict_to_json, conflict_from_json
+        )
+        self._resolutions = _KeyedTable(
+            storage,
+            "resolutions",
+            lambda r: r.conflict_id,
+            resolution_to_json,
+            resolution_from_json,
+        )
+        self._cursors = _KeyedTable(
+            storage, "cursors", lambda c: c.side.value, cursor_to_json, cursor_from_json
+        )
+        self._cache = _KeyedTable(
+            storage,
+            "task_cache",
+            lambda t: _side_key(t.side, t.id),
+            side_task_to_json,
+            side_task_from_json,
+        )
+        self._errors = _KeyedTable(
+            storage, "errors", lambda e: e.key, parked_to_json, parked_from_json
+        )
+        self._settings = self._load_settings()
+        try:
+            audit_ids = sorted(storage.tables.setdefault("audit", {}), key=int)
+        except ValueError:
+            problem = "has a bad document id in table 'audit'"
+            raise StateFileError(damaged_file_message(self.path, problem)) from None
+        self._audit_ids: deque[str] = deque(audit_ids)
+        self._audit_next = int(self._audit_ids[-1]) + 1 if self._audit_ids else 1
+        storage.tables.setdefault("connections", {})
+
+    # ------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(cls, path: Path | str | None = None, *, read_only: bool = False) -> StateStore:
+        """Open (or create) the state file and take the writer lock.
+
+        Raises StateLockedError when another process has it open for writing, and
+        StateFileError when the file is empty, damaged, too new or a symlink.
+        `read_only=True` takes no lock and never writes (for `status` while `run` is going).
+        """
+        path = Path(path) if path is not None else paths.state_file()
+        if not read_only:
+            paths.ensure_private_dir(path.parent)
+        lock = None if read_only else ProcessLock(lock_path(path))
+        if lock:
+            lock.acquire()
+        try:
+            if lock:
+                remove_stale_temp_files(path)
+            data = read_json_file(path)
+            if data is None:
+                if backup_path(path).exists():
+                    raise StateFileError(damaged_file_message(path, "is missing"))
+                tables, changed = _new_tables(), True
+            else:
+                tables, changed = migrate(path, _check_shape(path, data))
+            storage = AtomicJSONStorage(path, tables, read_only=read_only)
+            store = cls(storage, lock)
+            if changed and not read_only:
+                storage.mark_dirty()
+                store.save()  # a new file exists at once; a migration keeps the old one as .bak
+            return store
+        except BaseException:
+            if lock:
+                lock.release()
+            raise
+
+    def save(self) -> bool:
+        """Write all changes since the last save in one atomic write. True if it wrote."""
+        return self._storage.flush()
+
+    def close(self) -> None:
+        """Save pending changes (not in read-only mode) and release the lock. Idempotent."""
+        try:
+            if not self._storage.read_only and self._lock is not None and self._lock.held:
+                self.save()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def dirty(self) -> bool:
+        return self._storage.dirty
+
+    @property
+    def write_count(self) -> int:
+        """How many times this store wrote the file since it was opened."""
+        return self._storage.write_count
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._storage.tables["meta"]["1"]["schema_version"])
+
+    # ------------------------------------------------------------ links
+
+    def links(self) -> Mapping[str, Link]:
+        """All links by `Link.key` (a read-only live view)."""
+        return MappingProxyType(self._links.items)
+
+    def link(self, key: str) -> Link | None:
+        return self._links.get(key)
+
+    def link_by_sc(self, sc_id: str) -> Link | None:
+        key = self._by_sc.get(sc_id)
+        return None if key is None else self._links.get(key)
+
+    def link_by_sf(self, sf_id: str) -> Link | None:
+        key = self._by_sf.get(sf_id)
+        return None if key is None else self._links.get(key)
+
+    def put_link(self, link: Link) -> None:
+        """Add or replace a link (same key = same SC and SF ids).
+
+        A task belongs to at most one pair: if another link already holds `link.sc_id` or
+        `link.sf_id`, this raises ValueError; delete that link first.
+        """
+        for index, task_id in ((self._by_sc, link.sc_id), (self._by_sf, link.sf_id)):
+            holder = index.get(task_id)
+            if holder is not None and holder != link.key:
+                raise ValueError(f"task {task_id} is already linked ({holder})")
+        self._links.put(link)
+        self._by_sc[link.sc_id] = link.key
+        self._by_sf[link.sf_id] = link.key
+
+    def delete_link(self, key: str) -> Link | None:
+        link = self._links.delete(key)
+        if link is not None:
+            self._by_sc.pop(link.sc_id, None)
+            self._by_sf.pop(link.sf_id, None)
+        return link
+
+    # ------------------------------------------------------------ conflicts and resolutions
+
+    def conflicts(self) -> list[Conflict]:
+        return list(self._conflicts.items.values())
+
+    def conflict(self, conflict_id: str) -> Conflict | None:
+        return self._conflicts.get(conflict_id)
+
+    def put_conflict(self, conflict: Conflict) -> None:
+        self._conflicts.put(conflict)
+
+    def delete_conflict(self, conflict_id: str) -> Conflict | None:
+        """Drop a conflict and any resolution saved for it."""
+        self._resolutions.delete(conflict_id)
+        return self._conflicts.delete(conflict_id)
+
+    def resolutions(self) -> list[Resolution]:
+        return list(self._resolutions.items.values())
+
+    def resolution(self, conflict_id: str) -> Resolution | None:
+        return self._resolutions.get(conflict_id)
+
+    def put_resolution(self, resolution: Resolution) -> None:
+        if resolution.conflict_id not in self._conflicts.items:
+            raise ValueError(f"no conflict {resolution.conflict_id!r} is waiting")
+        self._resolutions.put(resolution)
+
+    def delete_resolution(self, conflict_id: str) -> Resolution | None:
+        return self._resolutions.delete(conflict_id)
+
+    # ------------------------------------------------------------ cursors
+
+    def cursor(self, side: Side) -> Cursor:
+        return self._cursors.get(Side(side).value) or Cursor(side=Side(side))
+
+    def put_cursor(self, cursor: Cursor) -> None:
+        self._cursors.put(cursor)
+
+    # ------------------------------------------------------------ settings
+
+    def _load_settings(self) -> Settings:
+        doc = self.db.table("settings").get(doc_id=1)
+        if doc is None:
+            return Settings()
+        try:
+            return settings_from_json(doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            problem = f"holds unreadable settings ({exc})"
+            raise StateFileError(damaged_file_message(self.path, problem)) from None
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def put_settings(self, settings: Settings) -> None:
+        table = self.db.table("settings")
+        table.truncate()
+        table.insert(settings_to_json(settings))
+        self._settings = settings
+
+    def update_settings(self, **changes: Any) -> Settings:
+        """Replace some settings (validated; ValueError says what is wrong). Returns the new."""
+        settings = self._settings.replace(**changes)
+        self.put_settings(settings)
+        return settings
+
+    # ------------------------------------------------------------ connections (no secrets)
+
+    def connection(self, side: Side) -> dict[str, Any] | None:
+        """Non-secret connection details of one side (base URL, client id, user id...)."""
+        doc = self._storage.tables["connections"].get(Side(side).value)
+        return dict(doc) if doc is not None else None
+
+    def put_connection(self, side: Side, details: Mapping[str, Any]) -> None:
+        """Save connection details. Refuses keys that name a secret: those go to the keyring."""
+        for key in details:
+            if any(word in key.lower() for word in _SECRET_WORDS):
+                raise ValueError(
+                    f"connection detail {key!r} looks like a secret; keep it in the keyring"
+                )
+        serialise(dict(details))
+        self._storage.tables["connections"][Side(side).value] = dict(details)
+        self._storage.mark_dirty()
+
+    def delete_connection(self, side: Side) -> None:
+        if self._storage.tables["connections"].pop(Side(side).value, None) is not None:
+            self._storage.mark_dirty()
+
+    # ------------------------------------------------------------ audit log
+
+    def audit(
+        self,
+        kind: str,
+        message: str = "",
+        *,
+        run_id: str = "",
+        side: Side | None = None,
+        sc_id: str | None = None,
+        sf_id: str | None = None,
+        before: Task | Mapping[str, Any] | None = None,
+        after: Task | Mapping[str, Any] | None = None,
+        category: str = "",
+        at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Append an entry to the activity log (oldest entries beyond AUDIT_LIMIT are dropped)."""
+        entry = {
+            "at": _dt_out(at or datetime.now(UTC)),
+            "run_id": run_id,
+            "kind": kind,
+            "side": Side(side).value if side else None,
+            "sc_id": sc_id,
+            "sf_id": sf_id,
+            "before": _fields_out(before),
+            "after": _fields_out(after),
+            "message": message,
+            "category": category,
+        }
+        serialise(entry)  # a value that cannot be saved is refused here, not at the next save
+        table = self._storage.tables.setdefault("audit", {})
+        doc_id = str(self._audit_next)
+        self._audit_next += 1
+        table[doc_id] = entry
+        self._audit_ids.append(doc_id)
+        while len(self._audit_ids) > AUDIT_LIMIT:
+            table.pop(self._audit_ids.popleft(), None)
+        self._storage.mark_dirty()
+        return dict(entry)
+
+    def activity(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Audit entries, newest first, as plain JSON dicts (`at` is an ISO 8601 string)."""
+        table = self._storage.tables.get("audit", {})
+        out = []
+        for doc_id in reversed(self._audit_ids):
+            if len(out) >= limit:
+                break
+            out.append(dict(table[doc_id]))
+        return out
+
+    # ------------------------------------------------------------ task cache
+
+    def cached_tasks(self, side: Side) -> dict[str, SideTask]:
+        """The last seen task of every cached task id of one side."""
+        prefix = f"{Side(side).value}:"
+        return {task.id: task for key, task in self._cache.items.items() if key.startswith(prefix)}
+
+    def cached_task(self, side: Side, task_id: str) -> SideTask | None:
+        return self._cache.get(_side_key(side, task_id))
+
+    def put_cached_tasks(self, tasks: Iterable[SideTask]) -> None:
+        for task in tasks:
+            self._cache.put(task)
+
+    def drop_cached_task(self, side: Side, task_id: str) -> None:
+        self._cache.delete(_side_key(side, task_id))
+
+    # ------------------------------------------------------------ parked errors
+
+    def errors(self) -> list[ParkedError]:
+        return list(self._errors.items.values())
+
+    def error_for(self, side: Side, task_id: str) -> ParkedError | None:
+        return self._errors.get(_side_key(side, task_id))
+
+    def park_error(self, error: ParkedError) -> ParkedError:
+        """Park a task's failure; a task already parked keeps counting its attempts."""
+        previous = self._errors.get(error.key)
+        if previous is not None:
+            error = dataclasses.replace(error, attempts=previous.attempts + 1)
+        self._errors.put(error)
+        return error
+
+    def clear_error(self, side: Side, task_id: str) -> ParkedError | None:
+        return self._errors.delete(_side_key(side, task_id))
+
+    # ------------------------------------------------------------ counts
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "links": len(self._links),
+            "conflicts": len(self._conflicts),
+            "errors": len(self._errors),
+        }

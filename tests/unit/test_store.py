@@ -1,0 +1,633 @@
+"""The state store: typed tables, atomic saves, the .bak, the lock, damage and migrations."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from sync import store as store_module
+from sync.model import (
+    Choice,
+    Conflict,
+    ConflictKind,
+    Link,
+    Policy,
+    Resolution,
+    Side,
+    SideTask,
+    Task,
+)
+from sync.storage import StateFileError, StateLockedError, StateWriteError
+from sync.store import Cursor, ParkedError, Settings, StateStore
+
+WHEN = datetime(2025, 3, 4, 9, 30, tzinfo=UTC)
+
+
+def make_link(i: int, **changes) -> Link:
+    base = Task(name=f"Call customer {i}", due_date=date(2025, 3, 5), details="about renewal")
+    values = {"sc_id": f"sc{i}", "sf_id": f"00T{i:012d}", "base": base, "sc_version": "1"}
+    values.update(changes)
+    return Link(**values)
+
+
+@pytest.fixture
+def state_path(tmp_path: Path) -> Path:
+    return tmp_path / "home" / "state.json"
+
+
+@pytest.fixture
+def store(state_path: Path):
+    opened = StateStore.open(state_path)
+    yield opened
+    opened.close()
+
+
+def reopen(store: StateStore) -> StateStore:
+    store.close()
+    return StateStore.open(store.path)
+
+
+# ------------------------------------------------------------------ typed tables
+
+
+def test_every_table_round_trips_through_the_file(store: StateStore) -> None:
+    link = make_link(1, notes={"status": "unmapped"}, sf_version="2025-03-04T09:00:00.000+0000")
+    conflict = Conflict(
+        id="c1",
+        kind=ConflictKind.FIELDS,
+        sc_id="sc1",
+        sf_id=link.sf_id,
+        fields=("name", "due_date"),
+        base=link.base,
+        sc=link.base.replace(name="SC name"),
+        sf=link.base.replace(name="SF name", due_date=date(2025, 4, 1)),
+        message="both changed",
+    )
+    resolution = Resolution(
+        conflict_id="c1",
+        choices={"name": Choice.TAKE_SALESFORCE, "due_date": Choice.CUSTOM},
+        values={"due_date": date(2025, 5, 1)},
+    )
+    cursor = Cursor(Side.SALESFORCE, "2025-03-04T09:00:00.000+0000", WHEN, {"deleted_end": "x"})
+    side_task = SideTask(
+        side=Side.SALESFORCE,
+        id=link.sf_id,
+        fields=Task(name="Call", status=None, priority="high"),
+        version="v7",
+        created_at=WHEN,
+        updated_at=WHEN,
+        raw={"Status": "In Progress"},
+        problems={"due_date": "bad date"},
+    )
+    parked = ParkedError(Side.SALESCONNECT, "sc9", "validation", "name too long", WHEN)
+    settings = Settings(
+        enabled=True,
+        enabled_at=WHEN,
+        policies={"name": Policy.SALESFORCE_WINS},
+        poll_interval=60,
+        timezone="Europe/Paris",
+    )
+
+    store.put_link(link)
+    store.put_conflict(conflict)
+    store.put_resolution(resolution)
+    store.put_cursor(cursor)
+    store.put_cached_tasks([side_task])
+    store.park_error(parked)
+    store.put_settings(settings)
+    store.put_connection(Side.SALESCONNECT, {"base_url": "http://127.0.0.1:1/api", "user": "u1"})
+    store.audit("update", "name changed", run_id="r1", side=Side.SALESFORCE, sc_id="sc1",
+                before=link.base, after={"due_date": date(2025, 3, 6)}, at=WHEN)  # fmt: skip
+    store.save()
+
+    again = reopen(store)
+    try:
+        assert again.links() == {link.key: link}
+        assert again.conflicts() == [conflict]
+        assert again.resolution("c1") == resolution
+        assert again.cursor(Side.SALESFORCE) == cursor
+        assert again.cursor(Side.SALESCONNECT) == Cursor(Side.SALESCONNECT)
+        assert again.cached_tasks(Side.SALESFORCE) == {link.sf_id: side_task}
+        assert again.cached_tasks(Side.SALESCONNECT) == {}
+        assert again.errors() == [parked]
+        assert again.settings == settings
+        assert again.settings.policy("name") is Policy.SALESFORCE_WINS
+        assert again.settings.policy("status") is Policy.MANUAL
+        assert again.connection(Side.SALESCONNECT) == {
+            "base_url": "http://127.0.0.1:1/api",
+            "user": "u1",
+        }
+        [entry] = again.activity()
+        assert entry["before"]["due_date"] == "2025-03-05"
+        assert entry["after"] == {"due_date": "2025-03-06"}
+        assert entry["at"] == WHEN.isoformat()
+        assert again.counts() == {"links": 1, "conflicts": 1, "errors": 1}
+    finally:
+        again.close()
+
+
+def test_links_are_found_by_either_id_and_a_task_is_in_one_pair_only(store: StateStore) -> None:
+    store.put_link(make_link(1))
+    assert store.link_by_sc("sc1") == make_link(1)
+    assert store.link_by_sf(make_link(1).sf_id) == make_link(1)
+    assert store.link_by_sc("nope") is None
+
+    with pytest.raises(ValueError, match="already linked"):
+        store.put_link(make_link(2, sc_id="sc1"))  # the SC task is paired already
+
+    updated = make_link(1, sc_version="9")  # same pair: replaced in place
+    store.put_link(updated)
+    assert store.link_by_sc("sc1").sc_version == "9"
+    assert len(store.links()) == 1
+
+    assert store.delete_link(updated.key) == updated
+    assert store.link_by_sc("sc1") is None and store.link_by_sf(updated.sf_id) is None
+    store.put_link(make_link(2, sc_id="sc1"))  # now free
+    assert reopen(store).link_by_sc("sc1").sf_id == make_link(2).sf_id
+
+
+def test_a_resolution_needs_a_waiting_conflict_and_goes_with_it(store: StateStore) -> None:
+    resolution = Resolution("c1", {"record": Choice.RESTORE})
+    with pytest.raises(ValueError, match="no conflict"):
+        store.put_resolution(resolution)
+    store.put_conflict(
+        Conflict("c1", ConflictKind.EDIT_VS_DELETE, "sc1", "sf1", (), None, None, None)
+    )
+    store.put_resolution(resolution)
+    store.delete_conflict("c1")
+    assert store.resolution("c1") is None
+
+
+def test_a_task_parked_again_counts_its_attempts(store: StateStore) -> None:
+    error = ParkedError(Side.SALESFORCE, "00T1", "transient", "503", WHEN)
+    store.park_error(error)
+    assert store.park_error(error).attempts == 2
+    assert store.error_for(Side.SALESFORCE, "00T1").attempts == 2
+    store.clear_error(Side.SALESFORCE, "00T1")
+    assert store.errors() == []
+
+
+def test_settings_have_safe_defaults_and_refuse_bad_values(store: StateStore) -> None:
+    assert store.settings.enabled is False
+    assert store.settings.poll_interval == 300
+    assert store.settings.timezone == "local"
+    assert store.settings.zone() is not None
+    with pytest.raises(ValueError, match="time zone"):
+        store.update_settings(timezone="Mars/Olympus")
+    with pytest.raises(ValueError, match="poll interval"):
+        store.update_settings(poll_interval=0)
+    with pytest.raises(ValueError, match="share"):
+        store.update_settings(mass_delete_share=1.5)
+    assert store.settings == Settings()  # nothing half-applied
+    store.update_settings(enabled=True, enabled_at=WHEN)
+    assert reopen(store).settings.enabled_at == WHEN
+
+
+def test_connection_details_refuse_anything_that_looks_like_a_secret(store: StateStore) -> None:
+    for key in ("client_secret", "refresh_token", "Password"):
+        with pytest.raises(ValueError, match="keyring"):
+            store.put_connection(Side.SALESFORCE, {"instance_url": "https://x", key: "v"})
+    assert store.connection(Side.SALESFORCE) is None
+
+
+def test_the_audit_log_keeps_the_newest_entries_only(store: StateStore) -> None:
+    for i in range(store_module.AUDIT_LIMIT + 25):
+        store.audit("update", f"entry {i}", run_id="r")
+    store.save()
+    again = reopen(store)
+    try:
+        entries = again.activity(limit=10_000)
+        assert len(entries) == store_module.AUDIT_LIMIT
+        assert entries[0]["message"] == f"entry {store_module.AUDIT_LIMIT + 24}"
+        assert entries[-1]["message"] == "entry 25"
+        assert [e["message"] for e in again.activity(limit=2)] == [
+            f"entry {store_module.AUDIT_LIMIT + 24}",
+            f"entry {store_module.AUDIT_LIMIT + 23}",
+        ]
+        again.audit("run", "after reopen")
+        assert again.activity(limit=1)[0]["message"] == "after reopen"
+    finally:
+        again.close()
+
+
+def test_the_file_is_a_tinydb_database(store: StateStore) -> None:
+    store.put_link(make_link(1))
+    store.save()
+    store.close()
+    from tinydb import TinyDB
+
+    from sync.storage import AtomicJSONStorage
+
+    tables = json.loads(store.path.read_text())
+    db = TinyDB(storage=lambda: AtomicJSONStorage(store.path, tables, read_only=True))
+    [doc] = db.table("links").all()
+    assert doc["sc_id"] == "sc1" and doc["base"]["due_date"] == "2025-03-05"
+
+
+# ------------------------------------------------------------------ batching and files
+
+
+def test_many_changes_are_written_once_per_save(store: StateStore) -> None:
+    writes_at_open = store.write_count  # the new file was created at open
+    inode = store.path.stat().st_ino
+    for i in range(50):
+        store.put_link(make_link(i))
+        store.audit("create", f"linked {i}")
+    assert store.path.stat().st_ino == inode  # nothing reached the disk yet
+    assert store.save() is True
+    assert store.write_count == writes_at_open + 1
+    assert len(json.loads(store.path.read_text())["links"]) == 50
+
+    inode = store.path.stat().st_ino
+    assert store.save() is False  # nothing new: no write at all
+    assert store.path.stat().st_ino == inode
+
+
+def test_close_saves_pending_changes(state_path: Path) -> None:
+    store = StateStore.open(state_path)
+    store.put_link(make_link(1))
+    store.close()
+    assert StateStore.open(state_path, read_only=True).links() == {make_link(1).key: make_link(1)}
+
+
+def test_the_backup_holds_the_previous_good_version(store: StateStore) -> None:
+    store.put_link(make_link(1))
+    store.save()
+    store.put_link(make_link(2))
+    store.save()
+    bak = store.path.with_name("state.json.bak")
+    assert len(json.loads(bak.read_text())["links"]) == 1
+    assert len(json.loads(store.path.read_text())["links"]) == 2
+
+
+def test_files_are_private(store: StateStore, tmp_path: Path) -> None:
+    store.put_link(make_link(1))
+    store.save()
+    store.put_link(make_link(2))
+    store.save()
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(store.path.parent) == 0o700
+    assert mode(store.path) == 0o600
+    assert mode(store.path.with_name("state.json.bak")) == 0o600
+    assert mode(store.path.with_name("state.json.lock")) == 0o600
+
+
+def test_an_existing_open_directory_is_tightened(tmp_path: Path) -> None:
+    home = tmp_path / "open"
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)
+    StateStore.open(home / "state.json").close()
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+def test_stale_temp_files_are_removed_at_open(state_path: Path) -> None:
+    StateStore.open(state_path).close()
+    leftover = state_path.with_name(".state.json.deadbeef.tmp")
+    leftover.write_text('{"half": ')
+    unrelated = state_path.with_name("notes.txt")
+    unrelated.write_text("keep me")
+    StateStore.open(state_path).close()
+    assert not leftover.exists()
+    assert unrelated.exists()
+
+
+def test_a_value_that_cannot_be_saved_leaves_the_file_alone(store: StateStore) -> None:
+    store.put_link(make_link(1))
+    store.save()
+    before = store.path.read_bytes()
+    with pytest.raises(StateWriteError, match="Cannot save a object"):
+        store.audit("update", after={"details": object()})  # refused at once
+    store.put_cached_tasks([SideTask(Side.SALESCONNECT, "sc1", Task("x"), raw={"x": object()})])
+    with pytest.raises(StateWriteError, match="nothing was written"):
+        store.save()  # serialised before the disk is touched
+    assert store.path.read_bytes() == before
+    assert list(store.path.parent.glob(".state.json.*.tmp")) == []
+    store.drop_cached_task(Side.SALESCONNECT, "sc1")
+    assert store.save() is True
+
+
+DISK_FULL = """
+    import resource, signal, sys
+    from sync.model import Link, Task
+    from sync.store import StateStore, StateWriteError
+    store = StateStore.open(sys.argv[1])
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    for i in range(100):
+        store.put_link(Link(f"disk-sc{i}", f"disk-sf{i}", Task(name="n" * 100)))
+    try:
+        store.save()
+        print("saved")
+    except StateWriteError as exc:
+        print("error:", exc)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+    print("dirty" if store.dirty else "clean")
+    store.save()
+    print(len(StateStore.open(sys.argv[1], read_only=True).links()))
+"""
+
+
+def test_a_failed_write_keeps_the_previous_version(state_path: Path) -> None:
+    with StateStore.open(state_path) as store:
+        store.put_link(make_link(1))
+    before = state_path.read_bytes()
+    result = run_python(DISK_FULL, str(state_path))
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"error: Could not save {state_path}: File too large.")
+    assert "The previous version is intact" in lines[0]
+    assert lines[1] == "dirty"  # the changes were kept and saved once the disk allowed it
+    assert lines[2] == "101"
+    assert state_path.with_name("state.json.bak").read_bytes() == before
+    assert list(state_path.parent.glob(".state.json.*.tmp")) == []
+
+
+# ------------------------------------------------------------------ damaged files
+
+
+def write_good_file_with_backup(state_path: Path) -> bytes:
+    store = StateStore.open(state_path)
+    for i in range(20):
+        store.put_link(make_link(i))
+    store.save()
+    store.put_link(make_link(99))
+    store.close()
+    return state_path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (lambda good: b"", "is empty"),
+        (lambda good: b"  \n", "is empty"),
+        (lambda good: good[: len(good) // 2], "cut short"),
+        (lambda good: b"\x00\xff\xfe garbage", "not UTF-8"),
+        (lambda good: b"[1, 2, 3]", "not a reminder-sync state file"),
+        (lambda good: b'{"_default": {}}', "no schema version"),
+        (lambda good: good.replace(b'"sc_id":"sc3"', b'"sc_idx":"sc3"'), "unreadable record"),
+    ],
+)
+def test_a_damaged_file_is_a_clear_error_not_an_empty_database(
+    state_path: Path, damage, words: str
+) -> None:
+    good = write_good_file_with_backup(state_path)
+    damaged = damage(good)
+    state_path.write_bytes(damaged)
+
+    with pytest.raises(StateFileError) as caught:
+        StateStore.open(state_path)
+
+    message = str(caught.value)
+    assert words in message
+    assert str(state_path) in message
+    assert f"cp '{state_path}.bak' '{state_path}'" in message  # says how to recover
+    assert state_path.read_bytes() == damaged  # left as found, not replaced by an empty db
+    # ...and the lock was released, so the user can follow the advice and start again
+    os.replace(state_path.with_name("state.json.bak"), state_path)
+    with StateStore.open(state_path) as recovered:
+        assert len(recovered.links()) == 20
+
+
+def test_without_a_backup_the_message_says_so(state_path: Path) -> None:
+    state_path.parent.mkdir(mode=0o700)
+    state_path.write_bytes(b"")
+    with pytest.raises(StateFileError, match="There is no backup copy"):
+        StateStore.open(state_path)
+
+
+def test_a_missing_file_next_to_a_backup_is_an_error(state_path: Path) -> None:
+    write_good_file_with_backup(state_path)
+    state_path.unlink()
+    with pytest.raises(StateFileError, match="is missing"):
+        StateStore.open(state_path)
+    assert not state_path.exists()
+
+
+def test_a_file_from_a_newer_version_is_refused(state_path: Path) -> None:
+    write_good_file_with_backup(state_path)
+    data = json.loads(state_path.read_text())
+    data["meta"]["1"]["schema_version"] = store_module.SCHEMA_VERSION + 1
+    state_path.write_text(json.dumps(data))
+    with pytest.raises(StateFileError, match=r"newer reminder-sync.*Upgrade"):
+        StateStore.open(state_path)
+    assert json.loads(state_path.read_text()) == data
+
+
+def test_a_symlinked_state_file_is_refused(tmp_path: Path, state_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.json"
+    write_good_file_with_backup(elsewhere)
+    state_path.parent.mkdir(mode=0o700)
+    state_path.symlink_to(elsewhere)
+    with pytest.raises(StateFileError, match="symbolic link"):
+        StateStore.open(state_path)
+
+
+# ------------------------------------------------------------------ schema versions
+
+
+V1_FILE = {
+    "meta": {"1": {"schema_version": 1, "app": "reminder-sync"}},
+    "links": {
+        "7": {
+            "sc_id": "sc1",
+            "sf_id": "00T1",
+            "base": {
+                "name": "Call Jane",
+                "status": "open",
+                "priority": "high",
+                "due_date": "2025-03-07",
+                "details": "",
+            },
+            "sc_version": "3",
+            "sf_version": "2025-03-04T09:00:00.000+0000",
+            "notes": {},
+        }
+    },
+    "settings": {"1": {"enabled": True, "enabled_at": "2025-03-01T08:00:00+00:00"}},
+}
+
+
+def test_a_version_1_file_still_loads(state_path: Path) -> None:
+    state_path.parent.mkdir(mode=0o700)
+    state_path.write_text(json.dumps(V1_FILE))
+    with StateStore.open(state_path) as store:
+        link = store.link_by_sf("00T1")
+        assert link.base == Task("Call Jane", "open", "high", date(2025, 3, 7), "")
+        assert store.settings.enabled_at == datetime(2025, 3, 1, 8, tzinfo=UTC)
+        store.put_link(make_link(2))  # new documents get fresh ids after the old ones
+        store.save()
+    assert set(json.loads(state_path.read_text())["links"]) == {"7", "8"}
+
+
+def test_an_old_file_is_upgraded_and_the_old_version_kept(
+    state_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state_path.parent.mkdir(mode=0o700)
+    state_path.write_text(json.dumps(V1_FILE))
+
+    def v1_to_v2(tables):
+        for doc in tables["links"].values():
+            doc["notes"] = {"name": "migrated"}
+        return tables
+
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_module, "MIGRATIONS", {1: v1_to_v2})
+    with StateStore.open(state_path) as store:
+        assert store.schema_version == 2
+        assert store.link_by_sc("sc1").notes == {"name": "migrated"}
+    assert json.loads(state_path.read_text())["meta"]["1"]["schema_version"] == 2
+    bak = json.loads(state_path.with_name("state.json.bak").read_text())
+    assert bak == V1_FILE
+
+
+def test_a_missing_upgrade_step_is_a_clear_error(
+    state_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state_path.parent.mkdir(mode=0o700)
+    state_path.write_text(json.dumps(V1_FILE))
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(store_module, "MIGRATIONS", {1: lambda tables: tables})
+    with pytest.raises(StateFileError, match="no upgrade from it"):
+        StateStore.open(state_path)
+    assert json.loads(state_path.read_text()) == V1_FILE
+
+
+# ------------------------------------------------------------------ one writer
+
+
+def run_python(code: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        **kwargs,
+    )
+
+
+OPEN_AND_REPORT = """
+    import sys
+    from sync.store import StateStore, StateLockedError
+    try:
+        StateStore.open(sys.argv[1]).close()
+        print("opened")
+    except StateLockedError as exc:
+        print("refused:", exc)
+"""
+
+
+def test_a_second_process_is_refused_while_the_first_runs(store: StateStore) -> None:
+    result = run_python(OPEN_AND_REPORT, str(store.path))
+    assert result.stdout.startswith(
+        f"refused: another reminder-sync is running (pid {os.getpid()})"
+    )
+    with pytest.raises(StateLockedError, match="another reminder-sync is running"):
+        StateStore.open(store.path)  # a second open in the same process is refused too
+
+
+def test_a_reader_can_look_while_the_writer_runs(store: StateStore) -> None:
+    store.put_link(make_link(1))
+    store.save()
+    reader = StateStore.open(store.path, read_only=True)
+    assert len(reader.links()) == 1
+    reader.put_link(make_link(2))
+    with pytest.raises(Exception, match="read-only"):
+        reader.save()
+    reader.close()
+
+
+def test_a_lock_left_by_a_dead_process_does_not_block(state_path: Path) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom sync.store import StateStore\n"
+            "s = StateStore.open(sys.argv[1])\nprint('ready', flush=True)\ntime.sleep(60)\n",
+            str(state_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        assert run_python(OPEN_AND_REPORT, str(state_path)).stdout.startswith(
+            f"refused: another reminder-sync is running (pid {holder.pid})"
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = state_path.with_name("state.json.lock")
+    assert lock.exists()  # the dead process's lock file is still there...
+    assert run_python(OPEN_AND_REPORT, str(state_path)).stdout.strip() == "opened"  # ...harmless
+
+
+def test_a_lock_file_with_a_foreign_pid_does_not_block(state_path: Path) -> None:
+    state_path.parent.mkdir(mode=0o700)
+    state_path.with_name("state.json.lock").write_text("999999\n")
+    with StateStore.open(state_path) as store:
+        assert store.links() == {}
+
+
+# ------------------------------------------------------------------ crash safety
+
+WRITER = """
+    import sys
+    from datetime import date
+    from sync.model import Link, Task
+    from sync.store import Cursor, StateStore
+    from sync.model import Side
+    store = StateStore.open(sys.argv[1])
+    generation = int(store.cursor(Side.SALESFORCE).watermark or 0)
+    print("ready", flush=True)
+    while True:
+        generation += 1
+        store.put_link(Link(f"sc-new-{generation}", f"sf-new-{generation}", Task(name="x" * 200)))
+        store.put_cursor(Cursor(Side.SALESFORCE, str(generation)))
+        store.save()
+"""
+
+SEED = 1500
+
+
+def check_consistent(path: Path) -> int:
+    """The file loads and is one whole version: links = seed + generation."""
+    with StateStore.open(path) as store:
+        generation = int(store.cursor(Side.SALESFORCE).watermark or 0)
+        assert len(store.links()) == SEED + generation
+        return generation
+
+
+def test_killing_the_writer_mid_save_never_breaks_the_file(state_path: Path) -> None:
+    with StateStore.open(state_path) as store:
+        for i in range(SEED):
+            store.put_link(make_link(i, base=Task(name=f"seed {i}", details="d" * 300)))
+    rng = random.Random(20250304)
+    generations, temp_files_seen = [], 0
+    for _ in range(30):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(WRITER), str(state_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert writer.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, 0.08))
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        temp_files_seen += len(list(state_path.parent.glob(".state.json.*.tmp")))
+        generations.append(check_consistent(state_path))
+        bak = json.loads(state_path.with_name("state.json.bak").read_text())
+        assert isinstance(bak["links"], dict)  # the backup is always whole as well
+    assert generations == sorted(generations)  # never went back to an older version
+    assert generations[-1] > 0  # the writer really did save between kills
+    assert temp_files_seen > 0, "no kill landed inside a write; the test proved nothing"
