@@ -1,0 +1,225 @@
+"""The dashboard's model: one row per link, unlinked tasks on their own side, a state per row.
+
+Pure: built from the links, the last known version of every task on each side (the mirror), the
+waiting conflicts, the parked errors and the planner's skip reasons. The TUI and `status` read it;
+nothing here talks to a service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from sync.model import FIELDS, Conflict, Link, Note, Side, SideTask
+
+
+class RowState(StrEnum):
+    IN_SYNC = "in_sync"
+    PENDING = "pending"  # a change waits for the next run
+    CONFLICT = "conflict"  # the user must decide
+    ERROR = "error"  # the last write of this task failed; retried by the next run
+    NOT_SYNCED = "not_synced"  # out of scope, unmapped value, or not imported (reason says)
+
+
+@dataclass(frozen=True)
+class TaskError:
+    """A task parked with an error by a run (the run itself went on)."""
+
+    side: Side
+    task_id: str
+    category: str  # auth | validation | transient | not_found | conflict | limit | internal
+    message: str
+    at: datetime | None = None
+    action: str = ""  # what failed: create | update | delete
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the dashboard. `key` is stable for as long as the pairing does not change."""
+
+    key: str
+    sc: SideTask | None
+    sf: SideTask | None
+    state: RowState
+    reason: str = ""
+    conflict_id: str | None = None
+    link: Link | None = None
+    unmapped: tuple[str, ...] = field(default=())  # fields marked "not synced" on this row
+
+
+def unlinked_key(side: Side, task_id: str) -> str:
+    prefix = "sc" if side is Side.SALESCONNECT else "sf"
+    return f"{prefix}:{task_id}"
+
+
+def _differs(task: SideTask | None, link: Link, side: Side) -> list[str]:
+    """Fields of `task` that differ from the link's base (a change not yet carried across)."""
+    if task is None or task.deleted:
+        return []
+    changed = []
+    for name in FIELDS:
+        value = task.fields.get(name)
+        if value is None and name in ("status", "priority"):
+            continue  # an unmapped SF value is "not synced", not pending
+        if name in link.notes and side is Side.SALESFORCE:
+            continue  # truncated/unmapped on SF: the base holds what was written
+        if value != link.base.get(name):
+            changed.append(name)
+    return changed
+
+
+def build_rows(
+    links: Iterable[Link],
+    sc_tasks: Mapping[str, SideTask],
+    sf_tasks: Mapping[str, SideTask],
+    conflicts: Iterable[Conflict],
+    errors: Iterable[TaskError],
+    skipped: Mapping[tuple[Side, str], str],
+) -> list[Row]:
+    """Rows for every link, then every unlinked task of either side that is not deleted."""
+    by_pair: dict[tuple[str, str], Conflict] = {}
+    by_task: dict[tuple[Side, str], Conflict] = {}
+    for conflict in conflicts:
+        by_pair[(conflict.sc_id, conflict.sf_id)] = conflict
+        if conflict.sc_id:
+            by_task[(Side.SALESCONNECT, conflict.sc_id)] = conflict
+        if conflict.sf_id:
+            by_task[(Side.SALESFORCE, conflict.sf_id)] = conflict
+    error_by_task = {(e.side, e.task_id): e for e in errors}
+
+    rows: list[Row] = []
+    linked_sc: set[str] = set()
+    linked_sf: set[str] = set()
+    for link in links:
+        linked_sc.add(link.sc_id)
+        linked_sf.add(link.sf_id)
+        sc = sc_tasks.get(link.sc_id)
+        sf = sf_tasks.get(link.sf_id)
+        unmapped = tuple(n for n, note in link.notes.items() if note == Note.UNMAPPED)
+        conflict = by_pair.get((link.sc_id, link.sf_id)) or by_task.get(
+            (Side.SALESCONNECT, link.sc_id)
+        )
+        error = error_by_task.get((Side.SALESCONNECT, link.sc_id)) or error_by_task.get(
+            (Side.SALESFORCE, link.sf_id)
+        )
+        if conflict is not None:
+            state, reason = RowState.CONFLICT, conflict.message or _conflict_reason(conflict)
+        elif error is not None:
+            state, reason = RowState.ERROR, f"{error.category}: {error.message}"
+        else:
+            pending = _differs(sc, link, Side.SALESCONNECT) + _differs(sf, link, Side.SALESFORCE)
+            deleted = [t.side.label for t in (sc, sf) if t is not None and t.deleted]
+            if deleted:
+                state, reason = RowState.PENDING, f"deleted in {deleted[0]}; not yet carried"
+            elif pending:
+                state = RowState.PENDING
+                reason = "changed: " + ", ".join(sorted(set(pending)))
+            elif unmapped:
+                state = RowState.NOT_SYNCED
+                reason = "not synced: " + ", ".join(_unmapped_reason(sf, n) for n in unmapped)
+            else:
+                state, reason = RowState.IN_SYNC, ""
+        rows.append(
+            Row(
+                key=link.key,
+                sc=sc,
+                sf=sf,
+                state=state,
+                reason=reason,
+                conflict_id=conflict.id if conflict else None,
+                link=link,
+                unmapped=unmapped,
+            )
+        )
+
+    for side, tasks, linked in (
+        (Side.SALESCONNECT, sc_tasks, linked_sc),
+        (Side.SALESFORCE, sf_tasks, linked_sf),
+    ):
+        for task_id, task in tasks.items():
+            if task_id in linked or task.deleted:
+                continue
+            conflict = by_task.get((side, task_id))
+            error = error_by_task.get((side, task_id))
+            if conflict is not None:
+                state, reason = RowState.CONFLICT, conflict.message or _conflict_reason(conflict)
+            elif error is not None:
+                state, reason = RowState.ERROR, f"{error.category}: {error.message}"
+            elif not task.in_scope:
+                state, reason = RowState.NOT_SYNCED, task.scope_reason or "out of scope"
+            elif (side, task_id) in skipped:
+                state, reason = RowState.NOT_SYNCED, skipped[(side, task_id)]
+            else:
+                state, reason = RowState.PENDING, f"new; will be copied to {side.other.label}"
+            rows.append(
+                Row(
+                    key=unlinked_key(side, task_id),
+                    sc=task if side is Side.SALESCONNECT else None,
+                    sf=task if side is Side.SALESFORCE else None,
+                    state=state,
+                    reason=reason,
+                    conflict_id=conflict.id if conflict else None,
+                )
+            )
+    return rows
+
+
+def _conflict_reason(conflict: Conflict) -> str:
+    if conflict.fields:
+        return "changed on both sides: " + ", ".join(conflict.fields)
+    return f"conflict ({conflict.kind})"
+
+
+def _unmapped_reason(sf: SideTask | None, name: str) -> str:
+    raw = sf.raw.get(name) if sf is not None else None
+    return f"{name} {raw!r}" if raw else name
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """What the status line and `reminder-sync status` show."""
+
+    state: str  # disabled | idle | running | waiting | not_connected
+    enabled: bool
+    enabled_at: datetime | None
+    connections: Mapping[str, bool]
+    last_run: datetime | None
+    last_success: datetime | None
+    last_outcome: str | None
+    last_message: str
+    next_run: datetime | None
+    retry_at: datetime | None
+    api_used: int | None
+    api_max: int | None
+    links: int
+    conflicts: int
+    errors: int
+    pending: int
+    phase: str = ""
+    progress_done: int = 0
+    progress_total: int = 0
+
+    def as_dict(self) -> dict:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "state": self.state,
+            "enabled": self.enabled,
+            "enabled_at": iso(self.enabled_at),
+            "connections": dict(self.connections),
+            "last_run": iso(self.last_run),
+            "last_success": iso(self.last_success),
+            "last_outcome": self.last_outcome,
+            "last_message": self.last_message,
+            "next_run": iso(self.next_run),
+            "retry_at": iso(self.retry_at),
+            "api_used": self.api_used,
+            "api_max": self.api_max,
+            "links": self.links,
+            "conflicts": self.conflicts,
+            "errors": self.errors,
+            "pending": self.pending,
+        }

@@ -1,0 +1,936 @@
+"""SyncEngine: one run = read changes -> plan -> journal intents -> batched writes -> record.
+
+The engine owns the state store, the journal and both sides (the connectors seen through
+`sync.sides`). It tells listeners what happens through `sync.events` and never knows who
+listens. The CLI, the TUI, the demo and the tests all build it with `build_engine`.
+
+    engine = build_engine(home, secrets)
+    summary = await engine.run_once()
+    await engine.aclose()
+
+Module map: `reader` (read phase), `plan` (decisions), `writer` (write + record phases),
+`scheduler` (when runs happen), `dashboard` (rows and status), `connections` (logins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sync import paths
+from sync.config import ConfigError
+from sync.connectors.http import ServiceError
+from sync.dashboard import EngineStatus, Row, RowState, TaskError, build_rows
+from sync.events import (
+    ConflictFound,
+    Event,
+    EventBus,
+    Outcome,
+    PlannedChange,
+    RunSummary,
+    StatusChanged,
+    SyncFailed,
+    SyncFinished,
+    SyncProgress,
+    SyncStarted,
+    TasksChanged,
+)
+from sync.journal_adapter import CreateIntent, IntentJournal
+from sync.model import (
+    FIELDS,
+    Action,
+    Choice,
+    Conflict,
+    ConflictKind,
+    PlanSettings,
+    Resolution,
+    Side,
+    SideTask,
+    Task,
+)
+from sync.plan import plan as make_plan
+from sync.reader import SideRead, read_salesconnect, read_salesforce
+from sync.scheduler import RunScheduler
+from sync.sides import SalesConnectSide, SalesforceSide, WriteResult
+from sync.storage import StateError
+from sync.store import Settings, StateStore
+from sync.writer import PlanWriter
+
+log = logging.getLogger(__name__)
+
+# An SC Idempotency-Key is honoured for 24 hours; older intents are looked up by content.
+SC_REPLAY_WINDOW = timedelta(hours=20)
+
+Clock = Callable[[], datetime]
+SidesFactory = Callable[[], Awaitable[tuple[SalesConnectSide, SalesforceSide]]]
+
+
+class EngineError(Exception):
+    """A request the engine cannot carry out; the message says what to do."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _short_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class SyncEngine:
+    """See the module docstring. All methods run on one event loop."""
+
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        journal: IntentJournal,
+        sides: SidesFactory,
+        clock: Clock = _utcnow,
+        connected: Callable[[], dict[str, bool]] | None = None,
+        close_sides: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.store = store
+        self.journal = journal
+        self._sides_factory = sides
+        self._sides: tuple[SalesConnectSide, SalesforceSide] | None = None
+        self._close_sides = close_sides
+        self.clock = clock
+        self._connected = connected or (lambda: {"salesforce": True, "salesconnect": True})
+        self._bus = EventBus()
+        self._run_lock = asyncio.Lock()
+        self._running = False
+        self._phase = ""
+        self._progress = (0, 0)
+        self._skips: dict[tuple[Side, str], str] = {}
+        self._last: RunSummary | None = None
+        self._api: tuple[int | None, int | None] = (None, None)
+        self.scheduler = RunScheduler(
+            self._scheduled_run,
+            interval=lambda: self.store.settings.poll_interval,
+            enabled=lambda: self.store.settings.enabled,
+            on_schedule=lambda: self._bus.emit(StatusChanged()),
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the connectors, save and release the state (idempotent)."""
+        if self._close_sides is not None:
+            with contextlib.suppress(Exception):
+                await self._close_sides()
+        self.store.close()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
+        return self._bus.subscribe(listener)
+
+    def _emit(self, event: Event) -> None:
+        self._bus.emit(event)
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    async def run_forever(self) -> None:
+        """Sync on the poll interval (and on request) until cancelled; backs off on failure."""
+        await self.scheduler.run_forever()
+
+    def request_sync(self) -> None:
+        """Run as soon as possible; during a run, queue one more (never two at once)."""
+        self.scheduler.request()
+
+    async def _scheduled_run(self, reason: str) -> RunSummary:
+        return await self.run_once(reason=reason)
+
+    # -- settings --------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self.store.settings
+
+    async def update_settings(self, **changes: Any) -> Settings:
+        """Change settings (ValueError says what is wrong); saved at once."""
+        settings = self.store.update_settings(**changes)
+        self.store.save()
+        self._emit(StatusChanged())
+        return settings
+
+    async def set_enabled(self, on: bool, *, start: bool = True) -> Settings:
+        """Turn sync on (records `enabled_at`, starts the first sync) or off."""
+        current = self.store.settings
+        if on and current.enabled:
+            return current
+        if on:
+            enabled_at = await self._service_enabled_at(True) or self.clock()
+            settings = self.store.update_settings(enabled=True, enabled_at=enabled_at)
+        else:
+            await self._service_enabled_at(False)
+            settings = self.store.update_settings(enabled=False)
+        self.store.audit("settings", "sync turned " + ("on" if on else "off"))
+        self.store.save()
+        self._emit(StatusChanged())
+        if on and start:
+            self.request_sync()
+        return settings
+
+    async def _service_enabled_at(self, on: bool) -> datetime | None:
+        """Mirror the switch into Sales Connect's own setting; use its clock for enabled_at.
+
+        Sales Connect decides which of its tasks existed "before enabling" by its own
+        timestamps, so its clock is the right one. Best effort: without a connection, local.
+        """
+        try:
+            sc, _ = await self._connect()
+            client = sc.client
+            body = await client.put_settings({"salesforce_sync_enabled": on})
+        except (ServiceError, ConfigError, AttributeError, TypeError) as exc:
+            log.info("could not mirror the sync switch into Sales Connect: %s", exc)
+            return None
+        from sync.mapping import parse_timestamp
+
+        return parse_timestamp((body or {}).get("enabled_at")) if on else None
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def _connect(self) -> tuple[SalesConnectSide, SalesforceSide]:
+        if self._sides is None:
+            self._sides = await self._sides_factory()
+        sc, sf = self._sides
+        await sc.connect()
+        await sf.connect()
+        return sc, sf
+
+    async def run_once(
+        self,
+        *,
+        dry_run: bool = False,
+        reason: str = "manual",
+        allow_mass_delete: bool = False,
+    ) -> RunSummary:
+        """One complete run. Never two at once: a second caller waits for the first."""
+        async with self._run_lock:
+            run_id = _short_id()
+            started = self.clock()
+            self._running = True
+            self._emit(SyncStarted(run_id, reason))
+            try:
+                summary = await self._run(run_id, started, reason, dry_run, allow_mass_delete)
+            except ServiceError as exc:
+                summary = self._failed(
+                    run_id, started, reason, dry_run, exc.category, exc.message, exc.retry_at
+                )
+            except (StateError, ConfigError, EngineError) as exc:
+                summary = self._failed(run_id, started, reason, dry_run, "internal", str(exc), None)
+            finally:
+                self._running = False
+                self._phase = ""
+            self._last = summary
+            if not dry_run:
+                self._remember(summary)
+            self._emit(SyncFinished(run_id, summary))
+            return summary
+
+    def _failed(
+        self,
+        run_id: str,
+        started: datetime,
+        reason: str,
+        dry_run: bool,
+        category: str,
+        message: str,
+        retry_at: datetime | None,
+    ) -> RunSummary:
+        outcome = Outcome.LIMIT if category == "limit" else Outcome.FAILED
+        if outcome is Outcome.LIMIT:
+            when = retry_at.astimezone().strftime("%H:%M") if retry_at else "later"
+            message = f"{message} The sync goes on at {when}."
+        self._emit(SyncFailed(run_id, category, message, retry_at))
+        return RunSummary(
+            run_id=run_id,
+            reason=reason,
+            outcome=outcome,
+            started_at=started,
+            finished_at=self.clock(),
+            dry_run=dry_run,
+            conflicts=len(self.store.conflicts()),
+            retry_at=retry_at,
+            message=message,
+        )
+
+    def _remember(self, summary: RunSummary) -> None:
+        with contextlib.suppress(StateError):
+            self.store.audit(
+                "run",
+                f"{summary.outcome}: {summary.writes} write(s)"
+                + (f"; {summary.message}" if summary.message else ""),
+                run_id=summary.run_id,
+                category="" if summary.outcome is not Outcome.FAILED else "run",
+            )
+            self.store.save()
+
+    def _set_phase(self, run_id: str, phase: str, done: int = 0, total: int = 0) -> None:
+        self._phase = phase
+        self._progress = (done, total)
+        self._emit(SyncProgress(run_id, phase, done, total))
+
+    async def _run(
+        self, run_id: str, started: datetime, reason: str, dry_run: bool, allow_mass_delete: bool
+    ) -> RunSummary:
+        settings = self.store.settings
+        if not settings.enabled:
+            return RunSummary(
+                run_id=run_id,
+                reason=reason,
+                outcome=Outcome.DISABLED,
+                started_at=started,
+                finished_at=self.clock(),
+                dry_run=dry_run,
+                message="Sync is off: turn it on first (reminder-sync enable, or Settings).",
+            )
+        sc, sf = await self._connect()
+        if not dry_run and self.journal.pending():
+            self._set_phase(run_id, "recover")
+            await self._recover(run_id, sc, sf)
+
+        # 1. read
+        self._set_phase(run_id, "read")
+        now = self.clock()
+        reads = await self._read(sc, sf, now, settings)
+        self._api = (
+            (sf.client.limits.used, sf.client.limits.max)
+            if hasattr(sf.client, "limits")
+            else self._api
+        )
+
+        # 2. plan
+        self._set_phase(run_id, "plan")
+        plan_settings = PlanSettings(
+            enabled_at=settings.enabled_at,
+            policies=settings.policies,
+            picklists=sf.picklists,
+            guard_max_share=settings.mass_delete_share,
+            guard_min_deletes=settings.mass_delete_minimum,
+            allow_mass_delete=allow_mass_delete,
+        )
+        the_plan = make_plan(
+            list(self.store.links().values()),
+            list(reads[Side.SALESCONNECT].tasks.values()),
+            list(reads[Side.SALESFORCE].tasks.values()),
+            plan_settings,
+            now,
+            conflicts=self.store.conflicts(),
+            resolutions=self.store.resolutions(),
+        )
+        planned = tuple(_describe(a) for a in the_plan.actions)
+        if dry_run:
+            return self._summary(
+                run_id, started, reason, dry_run=True, plan=the_plan, planned=planned
+            )
+
+        # 3. record what was read and decided, then write
+        retried = {(e.side, e.task_id) for e in self.store.errors()}
+        new_conflicts = self._record_reads_and_conflicts(reads, the_plan)
+        self._skips = {(s.side, s.task_id): s.reason for s in the_plan.skipped}
+        self.store.save()
+        if new_conflicts:
+            for conflict in new_conflicts:
+                self._emit(ConflictFound(conflict))
+        self._emit(TasksChanged(tuple(self._keys_of(reads))))
+
+        self._set_phase(run_id, "write", 0, len(the_plan.writes))
+        writer = PlanWriter(
+            store=self.store,
+            journal=self.journal,
+            sc=sc,
+            sf=sf,
+            reads=reads,
+            run_id=run_id,
+            now=self.clock,
+            progress=lambda done, total: self._set_phase(run_id, "write", done, total),
+            saved=lambda keys: self._emit(TasksChanged(tuple(sorted(keys)))),
+        )
+        tally = await writer.execute(the_plan.actions)
+        for side, task_id in retried - tally.parked:
+            self.store.clear_error(side, task_id)  # retried without failing again
+
+        # 4. record: cursors advance only when every planned step was carried out
+        self._set_phase(run_id, "record")
+        complete = tally.stopped is None and not the_plan.guards
+        if complete:
+            self._advance_cursors(reads, now)
+        self.store.save()
+        self._api = (
+            (sf.client.limits.used, sf.client.limits.max)
+            if hasattr(sf.client, "limits")
+            else self._api
+        )
+
+        outcome = Outcome.DONE
+        message = ""
+        retry_at = None
+        if tally.stopped is not None:
+            stop = tally.stopped
+            outcome = Outcome.LIMIT if stop.category == "limit" else Outcome.FAILED
+            retry_at = stop.retry_at
+            message = stop.message
+            if outcome is Outcome.LIMIT:
+                when = retry_at.astimezone().strftime("%H:%M") if retry_at else "later"
+                message += f" What was written is kept; the sync goes on at {when}."
+            self._emit(SyncFailed(run_id, stop.category, message, retry_at))
+        elif the_plan.guards:
+            outcome = Outcome.GUARD
+            message = " ".join(g.message for g in the_plan.guards) + (
+                " Run `reminder-sync sync --confirm-deletes` (or confirm in the dashboard) to "
+                "let them through."
+            )
+        elif self.store.conflicts():
+            outcome = Outcome.CONFLICTS
+            message = (
+                f"{len(self.store.conflicts())} conflict(s) wait for you: "
+                "`reminder-sync conflicts` lists them."
+            )
+        return self._summary(
+            run_id,
+            started,
+            reason,
+            dry_run=False,
+            plan=the_plan,
+            planned=planned,
+            tally=tally,
+            outcome=outcome,
+            message=message,
+            retry_at=retry_at,
+            new_conflicts=len(new_conflicts),
+        )
+
+    def _summary(
+        self,
+        run_id: str,
+        started: datetime,
+        reason: str,
+        *,
+        dry_run: bool,
+        plan: Any,
+        planned: tuple[PlannedChange, ...],
+        tally: Any = None,
+        outcome: Outcome | None = None,
+        message: str = "",
+        retry_at: datetime | None = None,
+        new_conflicts: int = 0,
+    ) -> RunSummary:
+        if outcome is None:
+            outcome = (
+                Outcome.GUARD
+                if plan.guards
+                else Outcome.CONFLICTS
+                if plan.conflicts
+                else Outcome.DONE
+            )
+            if plan.guards:
+                message = " ".join(g.message for g in plan.guards)
+        return RunSummary(
+            run_id=run_id,
+            reason=reason,
+            outcome=outcome,
+            started_at=started,
+            finished_at=self.clock(),
+            dry_run=dry_run,
+            created=dict(tally.created) if tally else {},
+            updated=dict(tally.updated) if tally else {},
+            deleted=dict(tally.deleted) if tally else {},
+            linked=tally.linked if tally else 0,
+            conflicts=len(plan.conflicts),
+            new_conflicts=new_conflicts,
+            errors=tally.errors if tally else 0,
+            skipped=len(plan.skipped),
+            guard=plan.guard,
+            retry_at=retry_at,
+            message=message,
+            planned=planned,
+        )
+
+    async def _read(
+        self, sc: SalesConnectSide, sf: SalesforceSide, now: datetime, settings: Settings
+    ) -> dict[Side, SideRead]:
+        links = self.store.links()
+        extra_sc: set[str] = set()
+        extra_sf: set[str] = set()
+
+        def want(side: Side, task_id: str) -> None:
+            link = (
+                self.store.link_by_sc(task_id)
+                if side is Side.SALESCONNECT
+                else self.store.link_by_sf(task_id)
+            )
+            if link is not None:  # the planner needs both sides of a link it retries
+                extra_sc.add(link.sc_id)
+                extra_sf.add(link.sf_id)
+            elif side is Side.SALESCONNECT:
+                extra_sc.add(task_id)
+            else:
+                extra_sf.add(task_id)
+
+        for error in self.store.errors():
+            want(error.side, error.task_id)
+        for resolution in self.store.resolutions():
+            conflict = self.store.conflict(resolution.conflict_id)
+            if conflict is not None:
+                extra_sc.add(conflict.sc_id)
+                extra_sf.add(conflict.sf_id)
+        sc_cursor = self.store.cursor(Side.SALESCONNECT)
+        sf_cursor = self.store.cursor(Side.SALESFORCE)
+        deleted_until = sf_cursor.extra.get("deleted_until")
+        floor = (settings.enabled_at or now) - PlanSettings().import_window
+        sc_read = await read_salesconnect(
+            sc,
+            watermark=sc_cursor.watermark,
+            last_success=sc_cursor.last_success,
+            linked_ids=[link.sc_id for link in links.values()],
+            extra_ids=extra_sc,
+            now=now,
+        )
+        sf_read = await read_salesforce(
+            sf,
+            watermark=sf_cursor.watermark,
+            last_success=sf_cursor.last_success,
+            deleted_until=datetime.fromisoformat(deleted_until) if deleted_until else None,
+            linked_ids=[link.sf_id for link in links.values()],
+            extra_ids=extra_sf,
+            now=now,
+            floor=floor,
+        )
+        return {Side.SALESCONNECT: sc_read, Side.SALESFORCE: sf_read}
+
+    def _record_reads_and_conflicts(
+        self, reads: dict[Side, SideRead], the_plan: Any
+    ) -> list[Conflict]:
+        for read in reads.values():
+            live = [t for t in read.tasks.values() if not t.deleted]
+            self.store.put_cached_tasks(live)
+            for task in read.tasks.values():
+                if task.deleted:
+                    linked = (
+                        self.store.link_by_sc(task.id)
+                        if read.side is Side.SALESCONNECT
+                        else self.store.link_by_sf(task.id)
+                    )
+                    if linked is None:
+                        self.store.drop_cached_task(read.side, task.id)
+                    else:
+                        cached = self.store.cached_task(read.side, task.id)
+                        base = cached or task
+                        self.store.put_cached_tasks([dataclasses.replace(base, deleted=True)])
+        old = {c.id: c for c in self.store.conflicts()}
+        new_ids = {c.id for c in the_plan.conflicts}
+        for conflict_id in set(old) - new_ids:
+            self.store.delete_conflict(conflict_id)
+        for conflict_id in the_plan.resolved:
+            self.store.delete_resolution(conflict_id)
+        fresh = []
+        for conflict in the_plan.conflicts:
+            if conflict.id not in old or old[conflict.id] != conflict:
+                fresh.append(conflict)
+            self.store.put_conflict(conflict)
+            if conflict.id not in old:
+                self.store.audit(
+                    "conflict",
+                    conflict.message,
+                    sc_id=conflict.sc_id,
+                    sf_id=conflict.sf_id,
+                    category="conflict",
+                )
+        return [c for c in fresh if c.id not in old]
+
+    def _keys_of(self, reads: dict[Side, SideRead]) -> set[str]:
+        keys: set[str] = set()
+        for read in reads.values():
+            for task_id in read.tasks:
+                link = (
+                    self.store.link_by_sc(task_id)
+                    if read.side is Side.SALESCONNECT
+                    else self.store.link_by_sf(task_id)
+                )
+                if link is not None:
+                    keys.add(link.key)
+                else:
+                    keys.add(("sc:" if read.side is Side.SALESCONNECT else "sf:") + task_id)
+        return keys
+
+    def _advance_cursors(self, reads: dict[Side, SideRead], now: datetime) -> None:
+        for side, read in reads.items():
+            cursor = self.store.cursor(side)
+            extra = dict(cursor.extra)
+            if read.deleted_until is not None:
+                extra["deleted_until"] = read.deleted_until.isoformat()
+            elif read.reconciled:
+                extra["deleted_until"] = now.isoformat()
+            self.store.put_cursor(
+                dataclasses.replace(cursor, watermark=read.watermark, last_success=now, extra=extra)
+            )
+
+    # -- crash recovery --------------------------------------------------------------------
+
+    async def _recover(self, run_id: str, sc: SalesConnectSide, sf: SalesforceSide) -> None:
+        """Settle creates a crashed run journaled: link what was created, forget the rest."""
+        writer = PlanWriter(
+            store=self.store,
+            journal=self.journal,
+            sc=sc,
+            sf=sf,
+            reads={},
+            run_id=run_id,
+            now=self.clock,
+        )
+        pending = self.journal.pending()
+        settled: list[str] = []
+        todo: list[CreateIntent] = []
+        for intent in pending:
+            source_linked = (
+                self.store.link_by_sf(intent.source_id)
+                if intent.target is Side.SALESCONNECT
+                else self.store.link_by_sc(intent.source_id)
+            )
+            if source_linked is not None and not intent.replaces_link:
+                settled.append(intent.key)  # the link was saved; only the trim was missed
+            else:
+                todo.append(intent)
+
+        sf_intents = [i for i in todo if i.target is Side.SALESFORCE]
+        if sf_intents:
+            exclude = {link.sf_id for link in self.store.links().values()}
+            found = await sf.find_created(
+                [(i.key, i.fields, i.created_at or self.clock()) for i in sf_intents], exclude
+            )
+            for intent in sf_intents:
+                if intent.key in found:
+                    writer.record_created(intent, WriteResult(ok=True, id=found[intent.key]))
+                settled.append(intent.key)  # not found: it never reached SF; the plan redoes it
+
+        now = self.clock()
+        sc_intents = [i for i in todo if i.target is Side.SALESCONNECT]
+        replay = [i for i in sc_intents if now - (i.created_at or now) < SC_REPLAY_WINDOW]
+        if replay:
+            # The same Idempotency-Key returns the task the first attempt made, if it did.
+            results = await sc.create([(i.key, i.fields) for i in replay])
+            for intent, result in zip(replay, results, strict=True):
+                if result.ok and result.id:
+                    writer.record_created(intent, result)
+                settled.append(intent.key)
+        for intent in sc_intents:
+            if intent in replay:
+                continue
+            found_id = await _find_sc_created(sc, intent, self.store)
+            if found_id:
+                writer.record_created(intent, WriteResult(ok=True, id=found_id))
+            settled.append(intent.key)
+        self.store.audit("recover", f"settled {len(settled)} journaled create(s)", run_id=run_id)
+        self.store.save()
+        self.journal.finish(settled)
+
+    # -- the dashboard model ---------------------------------------------------------------
+
+    def rows(self) -> list[Row]:
+        errors = [
+            TaskError(e.side, e.task_id, e.category, e.message, e.at, e.action)
+            for e in self.store.errors()
+        ]
+        skipped = dict(self._skips)
+        enabled_at = self.store.settings.enabled_at
+        for task in self.store.cached_tasks(Side.SALESCONNECT).values():
+            key = (Side.SALESCONNECT, task.id)
+            if (
+                key not in skipped
+                and enabled_at
+                and task.created_at
+                and task.created_at < enabled_at
+            ):
+                skipped[key] = "created before sync was enabled"
+        return build_rows(
+            self.store.links().values(),
+            self.store.cached_tasks(Side.SALESCONNECT),
+            self.store.cached_tasks(Side.SALESFORCE),
+            self.store.conflicts(),
+            errors,
+            skipped,
+        )
+
+    def conflicts(self) -> list[Conflict]:
+        return sorted(self.store.conflicts(), key=lambda c: c.id)
+
+    async def resolve(self, conflict_id: str, resolution: Resolution) -> None:
+        """Save the user's answer; the next run applies it (and one is requested now)."""
+        if resolution.conflict_id != conflict_id:
+            resolution = dataclasses.replace(resolution, conflict_id=conflict_id)
+        conflict = self.store.conflict(conflict_id)
+        if conflict is None:
+            raise EngineError(f"no conflict {conflict_id!r} is waiting (it may be settled).")
+        self.store.put_resolution(resolution)
+        self.store.audit(
+            "resolve",
+            ", ".join(f"{k}: {v}" for k, v in resolution.choices.items()),
+            sc_id=conflict.sc_id,
+            sf_id=conflict.sf_id,
+        )
+        self.store.save()
+        self._emit(StatusChanged())
+
+    def activity(self, limit: int = 500) -> list[dict]:
+        return self.store.activity(limit)
+
+    def status(self) -> EngineStatus:
+        settings = self.store.settings
+        counts = self.store.counts()
+        connections = self._connected()
+        sc_cursor = self.store.cursor(Side.SALESCONNECT)
+        last_success = sc_cursor.last_success
+        last = self._last
+        last_run = last.finished_at if last else None
+        if last_run is None:
+            entries = [e for e in self.store.activity(200) if e.get("kind") == "run"]
+            if entries:
+                last_run = datetime.fromisoformat(entries[0]["at"])
+        if not all(connections.values()):
+            state = "not_connected"
+        elif not settings.enabled:
+            state = "disabled"
+        elif self._running:
+            state = "running"
+        elif self.scheduler.retry_at and self.scheduler.retry_at > self.clock():
+            state = "waiting"
+        else:
+            state = "idle"
+        pending = sum(1 for r in self.rows() if r.state is RowState.PENDING) if counts else 0
+        return EngineStatus(
+            state=state,
+            enabled=settings.enabled,
+            enabled_at=settings.enabled_at,
+            connections=connections,
+            last_run=last_run,
+            last_success=last_success,
+            last_outcome=str(last.outcome) if last else None,
+            last_message=last.message if last else "",
+            next_run=self.scheduler.next_run_at,
+            retry_at=self.scheduler.retry_at,
+            api_used=self._api[0],
+            api_max=self._api[1],
+            links=counts["links"],
+            conflicts=counts["conflicts"],
+            errors=counts["errors"],
+            pending=pending,
+            phase=self._phase,
+            progress_done=self._progress[0],
+            progress_total=self._progress[1],
+        )
+
+    # -- editing from the dashboard --------------------------------------------------------
+
+    async def edit_task(self, side: Side, task_id: str, changes: dict) -> None:
+        """Write field changes to that side's service; the next run carries them across."""
+        unknown = set(changes) - set(FIELDS)
+        if unknown:
+            raise EngineError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        sc, sf = await self._connect()
+        if side is Side.SALESCONNECT:
+            cached = self.store.cached_task(side, task_id)
+            link = self.store.link_by_sc(task_id)
+            version = (cached.version if cached else "") or (link.sc_version if link else "")
+            [result] = await sc.update([(task_id, version, changes)])
+        else:
+            [result] = await sf.update([(task_id, changes)])
+        self._after_edit(side, task_id, result, changes, "edit")
+
+    async def create_task(self, side: Side, task: Task) -> str:
+        """Create a task on that side; returns its id. The next run copies it across."""
+        sc, sf = await self._connect()
+        target = sc if side is Side.SALESCONNECT else sf
+        [result] = await target.create([(f"rs-ui-{uuid.uuid4().hex}", task)])
+        if not result.ok or not result.id:
+            raise result.error or EngineError("the service did not return the new task's id")
+        now = self.clock()
+        created = result.task or SideTask(
+            side=side, id=result.id, fields=task, created_at=now, updated_at=now
+        )
+        self.store.put_cached_tasks([created])
+        self.store.audit(
+            "create",
+            "created from the dashboard",
+            side=side,
+            after=task,
+            sc_id=result.id if side is Side.SALESCONNECT else None,
+            sf_id=result.id if side is Side.SALESFORCE else None,
+        )
+        self.store.save()
+        self._emit(TasksChanged((("sc:" if side is Side.SALESCONNECT else "sf:") + result.id,)))
+        self.request_sync()
+        return result.id
+
+    async def delete_task(self, side: Side, task_id: str) -> None:
+        sc, sf = await self._connect()
+        if side is Side.SALESCONNECT:
+            cached = self.store.cached_task(side, task_id)
+            [result] = await sc.delete([(task_id, cached.version if cached else "")])
+        else:
+            [result] = await sf.delete([task_id])
+        self._after_edit(side, task_id, result, None, "delete")
+
+    def _after_edit(
+        self, side: Side, task_id: str, result: WriteResult, changes: dict | None, what: str
+    ) -> None:
+        if not result.ok:
+            raise result.error or EngineError(f"{side.label} refused the {what}")
+        cached = self.store.cached_task(side, task_id)
+        if changes is None:
+            if cached is not None:
+                self.store.put_cached_tasks([dataclasses.replace(cached, deleted=True)])
+        elif result.task is not None:
+            self.store.put_cached_tasks([result.task])
+        elif cached is not None:
+            self.store.put_cached_tasks(
+                [dataclasses.replace(cached, fields=cached.fields.replace(**changes))]
+            )
+        link = (
+            self.store.link_by_sc(task_id)
+            if side is Side.SALESCONNECT
+            else self.store.link_by_sf(task_id)
+        )
+        self.store.audit(
+            what,
+            f"{what} from the dashboard",
+            side=side,
+            sc_id=link.sc_id if link else (task_id if side is Side.SALESCONNECT else None),
+            sf_id=link.sf_id if link else (task_id if side is Side.SALESFORCE else None),
+            before=cached.fields if cached else None,
+            after=changes,
+        )
+        self.store.save()
+        key = link.key if link else ("sc:" if side is Side.SALESCONNECT else "sf:") + task_id
+        self._emit(TasksChanged((key,)))
+        self.request_sync()
+
+
+async def _find_sc_created(sc: SalesConnectSide, intent: CreateIntent, store: StateStore) -> str:
+    """An old SC intent (its Idempotency-Key expired): find the task by content."""
+    since = (intent.created_at or _utcnow()) - timedelta(minutes=10)
+    for task in await sc.changed(since):
+        if task.deleted or store.link_by_sc(task.id) is not None:
+            continue
+        if task.created_at and task.created_at < since:
+            continue
+        if (
+            task.fields.name == intent.fields.name
+            and task.fields.due_date == intent.fields.due_date
+        ):
+            return task.id
+    return ""
+
+
+def _describe(action: Action) -> PlannedChange:
+    return PlannedChange(
+        action=str(action.kind),
+        target=str(action.target) if action.target else "",
+        sc_id=action.sc_id,
+        sf_id=action.sf_id,
+        fields=tuple(k for k in FIELDS if k in action.changes),
+        reason=action.reason,
+    )
+
+
+# --- helpers for the CLI and the TUI -------------------------------------------------------
+
+
+def resolution_taking(conflict: Conflict, side: Side) -> Resolution:
+    """The resolution "take this side" for every disputed field (or the record, for
+    edit-vs-delete: taking the deleted side deletes, taking the edited side restores)."""
+    if conflict.kind is ConflictKind.EDIT_VS_DELETE:
+        choice = Choice.DELETE if side is conflict.deleted_side else Choice.RESTORE
+        return Resolution(conflict.id, {"record": choice})
+    take = Choice.TAKE_SALESCONNECT if side is Side.SALESCONNECT else Choice.TAKE_SALESFORCE
+    return Resolution(conflict.id, {name: take for name in conflict.fields})
+
+
+def conflict_as_dict(conflict: Conflict) -> dict[str, Any]:
+    def show(task: Task | None, name: str) -> Any:
+        if task is None:
+            return None
+        value = task.get(name)
+        return value.isoformat() if hasattr(value, "isoformat") else value
+
+    names = conflict.fields or FIELDS
+    return {
+        "id": conflict.id,
+        "kind": str(conflict.kind),
+        "sc_id": conflict.sc_id,
+        "sf_id": conflict.sf_id,
+        "fields": list(conflict.fields),
+        "deleted_side": str(conflict.deleted_side) if conflict.deleted_side else None,
+        "summary": conflict.message,
+        "values": {
+            name: {
+                "base": show(conflict.base, name),
+                "salesconnect": show(conflict.sc, name),
+                "salesforce": show(conflict.sf, name),
+            }
+            for name in names
+        },
+    }
+
+
+def default_secret_store() -> Any:
+    """The OS keyring (sync.secrets), as SPEC section 6 requires."""
+    from sync.secrets import KeyringStore
+
+    return KeyringStore()
+
+
+def build_engine(
+    home: Path | None,
+    secrets: Any,
+    *,
+    clock: Clock = _utcnow,
+    sides: SidesFactory | None = None,
+    transports: dict[str, Any] | None = None,
+    read_only: bool = False,
+) -> SyncEngine:
+    """The engine over the state in `home` (default: REMINDER_SYNC_HOME or the platform's
+    user data directory), logging in with the secrets in `secrets`.
+
+    `sides` overrides how the two services are reached (the demo and tests pass emulators);
+    by default they are built from the saved connections (`reminder-sync connect ...`).
+    """
+    from sync.connections import ServiceLinks
+
+    home = Path(home) if home is not None else paths.home_dir()
+    store = StateStore.open(paths.state_file(home), read_only=read_only)
+    try:
+        journal = IntentJournal(paths.journal_file(home))
+    except BaseException:
+        store.close()
+        raise
+    links = ServiceLinks(store, secrets, transports=transports or {})
+    return SyncEngine(
+        store=store,
+        journal=journal,
+        sides=sides or links.open_sides,
+        clock=clock,
+        connected=links.connected,
+        close_sides=links.aclose,
+    )
+
+
+__all__ = [
+    "EngineError",
+    "Row",
+    "RowState",
+    "SyncEngine",
+    "build_engine",
+    "conflict_as_dict",
+    "default_secret_store",
+    "resolution_taking",
+]

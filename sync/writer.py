@@ -1,0 +1,469 @@
+"""The write and record phases of a run: carry out a plan, keep what was confirmed.
+
+Order: local-only steps, then per side updates, creates and deletes, in batches of 200 (one SF
+collection call, one SC batch call). Creates are written to the journal, durably, before they are
+sent; each carries its correlation key (see `sync.sides`). Every record's result is handled on
+its own: a failure parks that task with its error (the next run re-reads and retries it) and the
+run goes on. Links, bases and cached tasks change only for confirmed writes, and the store is
+saved once per batch. A daily limit or an auth failure stops the writes (what was confirmed is
+kept) and is reported to the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sync.connectors.http import ServiceError
+from sync.failpoints import failpoint
+from sync.journal_adapter import CreateIntent, IntentJournal
+from sync.mapping import project_to_sf
+from sync.model import FIELDS, Action, ActionKind, Link, Side, SideTask, Task, settle_base
+from sync.reader import SideRead
+from sync.sides import SalesConnectSide, SalesforceSide, WriteResult
+from sync.store import ParkedError, StateStore
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 200
+STOP_CATEGORIES = frozenset({"limit", "auth"})  # no point in sending the rest of the run
+
+
+@dataclass
+class WriteTally:
+    created: Counter[str] = field(default_factory=Counter)
+    updated: Counter[str] = field(default_factory=Counter)
+    deleted: Counter[str] = field(default_factory=Counter)
+    linked: int = 0
+    errors: int = 0
+    parked: set[tuple[Side, str]] = field(default_factory=set)
+    touched: set[str] = field(default_factory=set)  # dashboard row keys that changed
+    stopped: ServiceError | None = None  # the error that ended the writes early
+
+
+class StopWrites(Exception):
+    """Raised inside the writer when a batch failure means the rest cannot succeed."""
+
+    def __init__(self, error: ServiceError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _row_keys(sc_id: str | None, sf_id: str | None) -> set[str]:
+    keys = set()
+    if sc_id and sf_id:
+        keys.add(f"{sc_id}|{sf_id}")
+    if sc_id:
+        keys.add(f"sc:{sc_id}")
+    if sf_id:
+        keys.add(f"sf:{sf_id}")
+    return keys
+
+
+class PlanWriter:
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        journal: IntentJournal,
+        sc: SalesConnectSide,
+        sf: SalesforceSide,
+        reads: Mapping[Side, SideRead],
+        run_id: str,
+        now: Callable[[], datetime],
+        progress: Callable[[int, int], None] = lambda done, total: None,
+        saved: Callable[[set[str]], None] = lambda keys: None,
+    ) -> None:
+        self.store = store
+        self.journal = journal
+        self.sides: dict[Side, Any] = {Side.SALESCONNECT: sc, Side.SALESFORCE: sf}
+        self.reads = reads
+        self.run_id = run_id
+        self.now = now
+        self.progress = progress
+        self.saved = saved
+        self.tally = WriteTally()
+        self._done = 0
+        self._total = 0
+        self._pending_keys: set[str] = set()
+
+    # -- driver ----------------------------------------------------------------------------
+
+    async def execute(self, actions: Sequence[Action]) -> WriteTally:
+        self._total = len(actions)
+        local = [a for a in actions if a.kind in (ActionKind.SET_BASE, ActionKind.UNLINK)]
+        for action in local:
+            self._record_local(action)
+        self._step(len(local))
+        self._save()
+        try:
+            for side in (Side.SALESCONNECT, Side.SALESFORCE):
+                for kind in (ActionKind.UPDATE, ActionKind.CREATE, ActionKind.DELETE):
+                    group = [a for a in actions if a.kind is kind and a.target is side]
+                    for start in range(0, len(group), BATCH_SIZE):
+                        batch = group[start : start + BATCH_SIZE]
+                        await self._batch(side, kind, batch)
+                        self._step(len(batch))
+                        self._save()
+        except StopWrites as stop:
+            self.tally.stopped = stop.error
+            self._save()
+        return self.tally
+
+    def _step(self, count: int) -> None:
+        self._done += count
+        self.progress(self._done, self._total)
+
+    def _save(self) -> None:
+        failpoint("before_state_save")
+        self.store.save()
+        failpoint("after_state_save")
+        if self._pending_keys:
+            self.saved(set(self._pending_keys))
+            self.tally.touched |= self._pending_keys
+            self._pending_keys.clear()
+
+    async def _batch(self, side: Side, kind: ActionKind, batch: list[Action]) -> None:
+        if kind is ActionKind.UPDATE:
+            await self._updates(side, batch)
+        elif kind is ActionKind.CREATE:
+            await self._creates(side, batch)
+        else:
+            await self._deletes(side, batch)
+
+    def _batch_failed(self, error: ServiceError, failures: Iterable[tuple[Side, str, str]]) -> None:
+        """A whole call failed: park every task in it, or stop the run's writes."""
+        if error.category in STOP_CATEGORIES:
+            raise StopWrites(error)
+        for side, task_id, action in failures:
+            self._park(side, task_id, error, action)
+
+    # -- updates -----------------------------------------------------------------------------
+
+    def _sc_version(self, sc_id: str) -> str:
+        task = self.reads[Side.SALESCONNECT].tasks.get(sc_id) if self.reads else None
+        if task is not None and task.version:
+            return task.version
+        cached = self.store.cached_task(Side.SALESCONNECT, sc_id)
+        link = self.store.link_by_sc(sc_id)
+        if link is not None and link.sc_version:
+            return link.sc_version
+        return cached.version if cached is not None else ""
+
+    async def _updates(self, side: Side, batch: list[Action]) -> None:
+        target_ids = [a.sc_id if side is Side.SALESCONNECT else a.sf_id for a in batch]
+        try:
+            failpoint("before_remote_update")
+            if side is Side.SALESCONNECT:
+                items = [
+                    (a.sc_id, self._sc_version(a.sc_id), dict(a.changes)) for a in batch if a.sc_id
+                ]
+                results = await self.sides[side].update(items)
+            else:
+                results = await self.sides[side].update([(a.sf_id, dict(a.changes)) for a in batch])
+            failpoint("after_remote_update")
+        except ServiceError as error:
+            self._batch_failed(error, ((side, i or "", "update") for i in target_ids))
+            return
+        for action, result in zip(batch, results, strict=True):
+            task_id = action.sc_id if side is Side.SALESCONNECT else action.sf_id
+            if not result.ok:
+                self._park(side, task_id or "", result.error, "update")
+                continue
+            self._record_update(side, action, result)
+
+    def _record_update(self, side: Side, action: Action, result: WriteResult) -> None:
+        link = self._link_of(action)
+        if link is None:
+            return
+        changes = {}
+        if side is Side.SALESCONNECT and result.task is not None:
+            changes["sc_version"] = result.task.version
+        new = dataclasses.replace(
+            link, base=settle_base(link.base, action), notes=dict(action.notes), **changes
+        )
+        self.store.put_link(new)
+        self._cache_written(
+            side,
+            action.sc_id if side is Side.SALESCONNECT else action.sf_id,
+            dict(action.changes),
+            result.task,
+        )
+        self.store.clear_error(
+            side, (action.sc_id if side is Side.SALESCONNECT else action.sf_id) or ""
+        )
+        self.tally.updated[side.value] += 1
+        self.store.audit(
+            "update",
+            action.reason,
+            run_id=self.run_id,
+            side=side,
+            sc_id=action.sc_id,
+            sf_id=action.sf_id,
+            before={k: link.base.get(k) for k in action.changes},
+            after=dict(action.changes),
+        )
+        self._pending_keys |= _row_keys(action.sc_id, action.sf_id)
+
+    # -- creates -----------------------------------------------------------------------------
+
+    async def _creates(self, side: Side, batch: list[Action]) -> None:
+        intents = []
+        for action in batch:
+            source = action.sf_id if side is Side.SALESCONNECT else action.sc_id
+            restore_of = None
+            if side is Side.SALESCONNECT and action.sf_id:
+                old = self.store.link_by_sf(action.sf_id)
+                restore_of = old.key if old else None
+            elif side is Side.SALESFORCE and action.sc_id:
+                old = self.store.link_by_sc(action.sc_id)
+                restore_of = old.key if old else None
+            base = action.new_base or Task(**{k: action.changes.get(k) for k in FIELDS})
+            intents.append(
+                CreateIntent(
+                    key=f"rs-{uuid.uuid4().hex}",
+                    target=side,
+                    source_id=source or "",
+                    fields=Task(
+                        **{
+                            **base.as_dict(),
+                            **{k: v for k, v in action.changes.items() if k in FIELDS},
+                        }
+                    ),
+                    base=base,
+                    notes=dict(action.notes),
+                    created_at=self.now(),
+                    run_id=self.run_id,
+                    replaces_link=restore_of,
+                )
+            )
+        # Write-ahead: the intents are on disk before anything is sent.
+        self.journal.begin(intents)
+        failpoint("before_remote_create")
+        try:
+            results = await self.sides[side].create([(i.key, i.fields) for i in intents])
+        except ServiceError as error:
+            # The call may or may not have reached the service: the intents stay in the journal
+            # and the next run settles them (replay with the same key, or look them up).
+            failures = ((side.other, i.source_id, "create") for i in intents)
+            self._batch_failed(error, failures)
+            return
+        failpoint("after_remote_create")
+        settled = []
+        for intent, result in zip(intents, results, strict=True):
+            if result.ok and result.id:
+                self.record_created(intent, result)
+            else:
+                self._park(side.other, intent.source_id, result.error, "create")
+            settled.append(intent.key)
+        self._settle_after_save(settled)
+
+    def _settle_after_save(self, keys: list[str]) -> None:
+        # The journal entries go only once the links they produced are saved.
+        self._save()
+        self.journal.finish(keys)
+
+    def record_created(self, intent: CreateIntent, result: WriteResult) -> None:
+        """Link the created task to its source (also used when recovering the journal)."""
+        target = intent.target
+        new_id = result.id or ""
+        if target is Side.SALESCONNECT:
+            sc_id, sf_id = new_id, intent.source_id
+        else:
+            sc_id, sf_id = intent.source_id, new_id
+        if intent.replaces_link:
+            old = self.store.delete_link(intent.replaces_link)
+            if old is not None:
+                gone = old.sf_id if target is Side.SALESFORCE else old.sc_id
+                self.store.drop_cached_task(target, gone)
+        source_task = (
+            self.reads.get(target.other).tasks.get(intent.source_id) if self.reads else None
+        )
+        notes = dict(intent.notes)
+        notes.update(result.notes)
+        link = Link(
+            sc_id=sc_id,
+            sf_id=sf_id,
+            base=intent.base,
+            sc_version=(
+                result.task.version
+                if target is Side.SALESCONNECT and result.task
+                else (source_task.version if source_task else "")
+            ),
+            sf_version=source_task.version if target is Side.SALESCONNECT and source_task else "",
+            notes=notes,
+        )
+        existing = self.store.link_by_sc(sc_id) or self.store.link_by_sf(sf_id)
+        if existing is not None and existing.key != link.key:
+            self.store.delete_link(existing.key)
+        self.store.put_link(link)
+        self._cache_written(target, new_id, intent.fields.as_dict(), result.task, create=True)
+        self.store.clear_error(target.other, intent.source_id)
+        self.tally.created[target.value] += 1
+        self.tally.linked += 1
+        self.store.audit(
+            "create",
+            f"created in {target.label} from {target.other.label}",
+            run_id=self.run_id,
+            side=target,
+            sc_id=sc_id,
+            sf_id=sf_id,
+            after=intent.fields,
+        )
+        self._pending_keys |= _row_keys(sc_id, sf_id)
+
+    # -- deletes -----------------------------------------------------------------------------
+
+    async def _deletes(self, side: Side, batch: list[Action]) -> None:
+        try:
+            failpoint("before_remote_delete")
+            if side is Side.SALESCONNECT:
+                items = [(a.sc_id or "", self._sc_version(a.sc_id or "")) for a in batch]
+                results = await self.sides[side].delete(items)
+            else:
+                results = await self.sides[side].delete([a.sf_id or "" for a in batch])
+            failpoint("after_remote_delete")
+        except ServiceError as error:
+            failures = (
+                (side, (a.sc_id if side is Side.SALESCONNECT else a.sf_id) or "", "delete")
+                for a in batch
+            )
+            self._batch_failed(error, failures)
+            return
+        for action, result in zip(batch, results, strict=True):
+            task_id = (action.sc_id if side is Side.SALESCONNECT else action.sf_id) or ""
+            if not result.ok:
+                self._park(side, task_id, result.error, "delete")
+                continue
+            link = self._link_of(action)
+            if link is not None:
+                self.store.delete_link(link.key)
+            self._forget(action.sc_id, action.sf_id)
+            self.tally.deleted[side.value] += 1
+            self.store.audit(
+                "delete",
+                action.reason,
+                run_id=self.run_id,
+                side=side,
+                sc_id=action.sc_id,
+                sf_id=action.sf_id,
+                before=link.base if link else None,
+            )
+            self._pending_keys |= _row_keys(action.sc_id, action.sf_id)
+
+    # -- local steps -------------------------------------------------------------------------
+
+    def _record_local(self, action: Action) -> None:
+        link = self._link_of(action)
+        if link is None:
+            return
+        if action.kind is ActionKind.UNLINK:
+            self.store.delete_link(link.key)
+            self._forget(action.sc_id, action.sf_id)
+            self.store.audit(
+                "unlink", action.reason, run_id=self.run_id, sc_id=link.sc_id, sf_id=link.sf_id
+            )
+        else:
+            self.store.put_link(
+                dataclasses.replace(
+                    link, base=settle_base(link.base, action), notes=dict(action.notes)
+                )
+            )
+        self._pending_keys |= _row_keys(action.sc_id, action.sf_id)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _link_of(self, action: Action) -> Link | None:
+        if action.sc_id and action.sf_id:
+            link = self.store.link(f"{action.sc_id}|{action.sf_id}")
+            if link is not None:
+                return link
+        if action.sc_id:
+            return self.store.link_by_sc(action.sc_id)
+        if action.sf_id:
+            return self.store.link_by_sf(action.sf_id)
+        return None
+
+    def _forget(self, sc_id: str | None, sf_id: str | None) -> None:
+        for side, task_id in ((Side.SALESCONNECT, sc_id), (Side.SALESFORCE, sf_id)):
+            if task_id:
+                self.store.drop_cached_task(side, task_id)
+                self.store.clear_error(side, task_id)
+
+    def _cache_written(
+        self,
+        side: Side,
+        task_id: str | None,
+        changes: Mapping[str, Any],
+        returned: SideTask | None,
+        *,
+        create: bool = False,
+    ) -> None:
+        """Keep the dashboard's copy of a task in step with what was just written."""
+        if not task_id:
+            return
+        if returned is not None:
+            self.store.put_cached_tasks([returned])
+            return
+        known = {k: v for k, v in changes.items() if k in FIELDS}
+        if side is Side.SALESFORCE:
+            cut = project_to_sf(Task(**{"name": "", **known}))
+            known = {k: cut.get(k) for k in known}
+        cached = self.store.cached_task(side, task_id)
+        if cached is None or create:
+            cached = SideTask(
+                side=side,
+                id=task_id,
+                fields=Task(**{"name": "", **known}),
+                created_at=self.now(),
+                updated_at=self.now(),
+            )
+        else:
+            cached = dataclasses.replace(cached, fields=cached.fields.replace(**known))
+        self.store.put_cached_tasks([cached])
+
+    def _park(self, side: Side, task_id: str, error: ServiceError | None, action: str) -> None:
+        if error is None:
+            error = ServiceError(
+                "the service did not say why", service=side.value, category="internal"
+            )
+        self.store.park_error(
+            ParkedError(
+                side=side,
+                task_id=task_id,
+                category=error.category,
+                message=error.message,
+                at=self.now(),
+                retryable=error.retryable or error.category in ("conflict", "transient"),
+                action=action,
+            )
+        )
+        self.store.audit(
+            "error",
+            f"{action} failed: {error.message}",
+            run_id=self.run_id,
+            side=side,
+            sc_id=task_id if side is Side.SALESCONNECT else None,
+            sf_id=task_id if side is Side.SALESFORCE else None,
+            category=error.category,
+        )
+        self.tally.errors += 1
+        self.tally.parked.add((side, task_id))
+        link = (
+            self.store.link_by_sc(task_id)
+            if side is Side.SALESCONNECT
+            else self.store.link_by_sf(task_id)
+        )
+        if link is not None:
+            self._pending_keys.add(link.key)
+        else:
+            self._pending_keys |= _row_keys(
+                task_id if side is Side.SALESCONNECT else None,
+                task_id if side is Side.SALESFORCE else None,
+            )
