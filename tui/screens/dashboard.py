@@ -1,0 +1,390 @@
+"""The dashboard: Sales Connect and Salesforce side by side, one row per link.
+
+The table always shows what `engine.rows()` says, filtered by the view (Command Center: due
+today or tomorrow in the configured time zone; All) and the `/` text filter, applied as a keyed
+diff. ←/→ choose the side that e/x/a/d act on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from sync.model import STATUS_COMPLETE, STATUS_OPEN, Side, Task
+from tui.widgets.status_bar import StatusBar
+from tui.widgets.task_rows import (
+    Layout,
+    in_command_center,
+    matches,
+    render_row,
+    sf_priority,
+    sf_status,
+    sort_key,
+    state_of,
+)
+from tui.widgets.task_table import TaskTable
+from tui.widgets.text import plain
+
+if TYPE_CHECKING:
+    from tui.app import ReminderSyncApp
+
+COMMAND_CENTER = "Command Center"
+ALL = "All"
+
+
+class SideBySideTable(TaskTable):
+    """The dashboard's table: ←/→ pick a side instead of scrolling sideways."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "screen.open", "Open", id="open", tooltip="Open the task or conflict"),
+        Binding(
+            "left",
+            "screen.focus_side('salesconnect')",
+            "Sales Connect side",
+            id="side_salesconnect",
+            show=False,
+        ),
+        Binding(
+            "right",
+            "screen.focus_side('salesforce')",
+            "Salesforce side",
+            id="side_salesforce",
+            show=False,
+        ),
+    ]
+
+
+class DashboardScreen(Screen):
+    """Both task lists, side by side, with the status line."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "sync_now", "Sync", id="sync_now", tooltip="Sync now (queues one more run)"),
+        Binding("n", "next_conflict", "Next", id="next_conflict", tooltip="Next conflict"),
+        Binding(
+            "p", "previous_conflict", "Prev", id="previous_conflict", tooltip="Previous conflict"
+        ),
+        Binding("e", "edit", "Edit", id="edit", tooltip="Edit the task on the focused side"),
+        Binding("x", "toggle_complete", "Done", id="toggle_complete", tooltip="Complete/reopen"),
+        Binding("a", "add", "Add", id="add", tooltip="Add a task on the focused side"),
+        Binding("d", "delete", "Del", id="delete", tooltip="Delete the task on the focused side"),
+        Binding("v", "toggle_view", "View", id="toggle_view", tooltip="Command Center / All"),
+        Binding("slash", "filter", "Filter", id="filter", tooltip="Filter by text"),
+        Binding("escape", "clear_filter", "Clear filter", id="clear_filter", show=False),
+    ]
+
+    view: reactive[str] = reactive(COMMAND_CENTER)
+    side: reactive[Side] = reactive(Side.SALESCONNECT)
+    filter_text: reactive[str] = reactive("")
+
+    def __init__(self) -> None:
+        super().__init__(id="dashboard")
+        self._rows_by_key: dict[str, Any] = {}
+        self._shown_count = 0
+        self._layout: Layout | None = None
+
+    @property
+    def rs_app(self) -> ReminderSyncApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title-bar")
+        yield Input(
+            placeholder="filter: type to match names and comments, enter to keep", id="filter"
+        )
+        yield SideBySideTable(id="tasks")
+        yield Static(id="detail")
+        yield StatusBar(id="status")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.refresh_rows()
+        self.query_one(SideBySideTable).focus()
+
+    def on_resize(self) -> None:
+        self.refresh_rows()
+
+    # -- data ----------------------------------------------------------------------------------
+
+    @property
+    def table(self) -> SideBySideTable:
+        return self.query_one(SideBySideTable)
+
+    def visible_rows(self) -> list[Any]:
+        rows = self.rs_app.engine.rows()
+        self._rows_by_key = {row.key: row for row in rows}
+        today = self.rs_app.today()
+        if self.view == COMMAND_CENTER:
+            rows = [row for row in rows if in_command_center(row, today)]
+        if self.filter_text:
+            rows = [row for row in rows if matches(row, self.filter_text)]
+        return sorted(rows, key=sort_key)
+
+    def refresh_rows(self) -> None:
+        """Re-read the rows from the engine and apply the difference to the table."""
+        if not self.is_mounted:
+            return
+        table = self.table
+        width = table.size.width or self.app.size.width
+        layout = Layout.for_width(width)
+        if layout != self._layout:
+            self._layout = layout
+            table.set_columns(layout.columns(self.side))
+        rows = self.visible_rows()
+        today = self.rs_app.today()
+        table.show([render_row(row, layout, today) for row in rows])
+        self._shown_count = len(rows)
+        self.refresh_title()
+        self.refresh_status()
+        self.refresh_detail()
+
+    def refresh_title(self) -> None:
+        title = Text()
+        title.append(" reminder-sync ", "bold reverse")
+        title.append(f"  {self.view}", "bold")
+        other = ALL if self.view == COMMAND_CENTER else COMMAND_CENTER
+        title.append(f"  (v: {other})", "dim")
+        if self.view == COMMAND_CENTER:
+            today = self.rs_app.today()
+            title.append(f"  due today & tomorrow · {today:%a %d %b}", "dim")
+        if self.rs_app.demo_label:
+            title.append(f"  {self.rs_app.demo_label}", "italic magenta")
+        self.query_one("#title-bar", Static).update(title)
+
+    def refresh_status(self) -> None:
+        self.query_one(StatusBar).show(
+            self.rs_app.status_view(
+                shown=self._shown_count,
+                total_rows=len(self._rows_by_key),
+                view=self.view,
+                filter_text=self.filter_text,
+            ),
+            self.rs_app.time_zone(),
+        )
+
+    def refresh_detail(self) -> None:
+        row = self.current_row()
+        detail = Text(no_wrap=True, overflow="ellipsis")
+        if row is None:
+            if self._shown_count == 0:
+                detail.append(self._empty_hint(), "dim")
+        else:
+            for side, task in ((Side.SALESCONNECT, row.sc), (Side.SALESFORCE, row.sf)):
+                focused = side is self.side
+                detail.append("▶ " if focused else "  ", "bold")
+                detail.append(f"{side.label:<14}", "bold" if focused else "dim")
+                if task is None:
+                    detail.append("— no task on this side", "dim")
+                else:
+                    detail.append_text(plain(task.fields.name, width=60))
+                    detail.append("  " + describe_fields(side, task), "dim")
+                detail.append("\n")
+            state_word = state_of(row).replace("_", " ")
+            reason = plain(row.reason or "")
+            if not reason.plain.startswith(state_word):
+                detail.append(f"  {state_word}", "bold")
+                if reason.plain:
+                    detail.append(": ")
+            else:
+                detail.append("  ")
+            detail.append_text(reason)
+        self.query_one("#detail", Static).update(detail)
+
+    def _empty_hint(self) -> str:
+        if self.filter_text:
+            return f"  nothing matches {self.filter_text!r} (escape clears the filter)"
+        if self.view == COMMAND_CENTER and self._rows_by_key:
+            return "  nothing due today or tomorrow · v shows all tasks"
+        return "  no tasks yet · s syncs now · a adds a task"
+
+    def current_row(self) -> Any | None:
+        key = self.table.cursor_key
+        return self._rows_by_key.get(key) if key is not None else None
+
+    @on(DataTable.RowHighlighted)
+    def _on_highlight(self, event: DataTable.RowHighlighted) -> None:
+        self.refresh_detail()
+
+    # -- reactive changes --------------------------------------------------------------------
+
+    def watch_view(self) -> None:
+        self.refresh_rows()
+
+    def watch_filter_text(self) -> None:
+        self.refresh_rows()
+
+    def watch_side(self, side: Side) -> None:
+        if self._layout is not None and self.is_mounted:
+            columns = self._layout.columns(side)
+            by_key = {column.key: column for column in columns}
+            self.table.set_column_label("sc_name", by_key["sc_name"].label)
+            self.table.set_column_label("sf_name", by_key["sf_name"].label)
+            self.refresh_detail()
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def action_sync_now(self) -> None:
+        self.rs_app.sync_now()
+
+    def action_focus_side(self, side: str) -> None:
+        self.side = Side(side)
+
+    def action_toggle_view(self) -> None:
+        self.view = ALL if self.view == COMMAND_CENTER else COMMAND_CENTER
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.filter_text = ""
+        self.table.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if not event.value.strip():
+            event.input.display = False
+        self.table.focus()
+
+    def _conflict_keys(self) -> list[str]:
+        return [key for key in self.table.keys if state_of(self._rows_by_key[key]) == "conflict"]
+
+    def _jump_conflict(self, step: int) -> None:
+        keys = self._conflict_keys()
+        if not keys:
+            if self.view == COMMAND_CENTER and any(
+                state_of(row) == "conflict" for row in self._rows_by_key.values()
+            ):
+                self.notify("The conflicts are outside Command Center: showing All.")
+                self.view = ALL
+                keys = self._conflict_keys()
+            if not keys:
+                self.notify("No conflicts. Everything that changed on both sides agrees.")
+                return
+        order = self.table.keys
+        cursor = self.table.cursor_row
+        positions = [order.index(key) for key in keys]
+        if step > 0:
+            after = [p for p in positions if p > cursor]
+            target = after[0] if after else positions[0]
+        else:
+            before = [p for p in positions if p < cursor]
+            target = before[-1] if before else positions[-1]
+        self.table.move_cursor(row=target)
+
+    def action_next_conflict(self) -> None:
+        self._jump_conflict(+1)
+
+    def action_previous_conflict(self) -> None:
+        self._jump_conflict(-1)
+
+    def action_open(self) -> None:
+        row = self.current_row()
+        if row is None:
+            return
+        if row.conflict_id:
+            self.rs_app.open_conflict(row.conflict_id)
+        else:
+            from tui.screens.task import TaskScreen
+
+            self.app.push_screen(TaskScreen(row))
+
+    def _target(self) -> tuple[Side, Any] | None:
+        """The task the row actions apply to: the focused side's, or the only one there is."""
+        row = self.current_row()
+        if row is None:
+            self.notify("No task selected.")
+            return None
+        task = row.sc if self.side is Side.SALESCONNECT else row.sf
+        if task is not None and not task.deleted:
+            return self.side, task
+        other = row.sf if self.side is Side.SALESCONNECT else row.sc
+        if other is not None and not other.deleted and (row.sc is None or row.sf is None):
+            return other.side, other
+        self.notify(f"No {self.side.label} task on this row (←/→ switch sides).")
+        return None
+
+    def action_edit(self) -> None:
+        target = self._target()
+        if target is None:
+            return
+        side, task = target
+        from tui.screens.dialogs import EditTaskDialog
+
+        def done(changes: dict | None) -> None:
+            if changes:
+                self.rs_app.edit_task(side, task.id, changes)
+
+        self.app.push_screen(EditTaskDialog(side, task.fields, raw=task.raw), done)
+
+    def action_toggle_complete(self) -> None:
+        target = self._target()
+        if target is None:
+            return
+        side, task = target
+        new = STATUS_OPEN if task.fields.status == STATUS_COMPLETE else STATUS_COMPLETE
+        self.rs_app.edit_task(side, task.id, {"status": new})
+
+    def action_add(self) -> None:
+        from tui.screens.dialogs import EditTaskDialog
+
+        side = self.side
+        today = self.rs_app.today()
+
+        def done(changes: dict | None) -> None:
+            if changes:
+                self.rs_app.create_task(side, Task(**{**Task(name="").as_dict(), **changes}))
+
+        self.app.push_screen(EditTaskDialog(side, Task(name="", due_date=today), new=True), done)
+
+    def action_delete(self) -> None:
+        target = self._target()
+        if target is None:
+            return
+        side, task = target
+        from tui.screens.dialogs import ConfirmDialog
+
+        question = Text("Delete ")
+        question.append_text(plain(task.fields.name, width=60, style="bold"))
+        question.append(f" in {side.label}?\nThe next sync deletes its partner too.")
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.rs_app.delete_task(side, task.id)
+
+        self.app.push_screen(ConfirmDialog(question, confirm="Delete"), done)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # While the filter box has focus, printable keys belong to it.
+        return not (isinstance(self.focused, Input) and action != "clear_filter")
+
+
+def describe_fields(side: Side, task: Any) -> str:
+    """ "open · high · due 2025-03-14" in the side's own words."""
+    fields = task.fields
+    if side is Side.SALESFORCE:
+        parts = [sf_status(task), sf_priority(task)]
+    else:
+        parts = [fields.status or "", fields.priority or ""]
+    if fields.due_date is not None:
+        parts.append(f"due {fields.due_date:%a %d %b %Y}")
+    else:
+        parts.append("no due date")
+    if getattr(task, "deleted", False):
+        parts.append("deleted")
+    return " · ".join(p for p in parts if p)
