@@ -15,6 +15,12 @@ its loop never stalls the server (and the server's faults never stall the test):
         async with httpx.AsyncClient(base_url=server.base_url) as client:
             ...
 
+HTTPS (for clients that insist on https://, such as simple-salesforce)::
+
+    cert = self_signed_certificate(tmp_path)          # valid for 127.0.0.1 and localhost
+    with serve_in_thread(app, tls=cert) as server:    # server.base_url starts with https://
+        requests.get(server.base_url, verify=cert.certfile)
+
 The socket is bound before the thread starts, so ``port`` is known (port 0 = a free port)
 and the server accepts connections as soon as ``serve_in_thread`` returns.
 """
@@ -23,16 +29,72 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import uvicorn
 
 LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class TlsCertificate:
+    """PEM files of a certificate and its key; ``certfile`` doubles as the CA bundle to trust."""
+
+    certfile: str
+    keyfile: str
+
+
+def self_signed_certificate(directory: str | Path | None = None) -> TlsCertificate:
+    """A fresh self-signed certificate for 127.0.0.1 and localhost, written to ``directory``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="emulator-tls-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "reminder-sync emulator")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=7))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certfile = folder / "emulator-cert.pem"
+    keyfile = folder / "emulator-key.pem"
+    certfile.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    keyfile.chmod(0o600)
+    return TlsCertificate(str(certfile), str(keyfile))
 
 
 class ServerStartError(RuntimeError):
@@ -42,15 +104,24 @@ class ServerStartError(RuntimeError):
 class RunningServer:
     """A uvicorn server running on its own thread; stop it with ``stop()`` or ``with``."""
 
-    def __init__(self, server: uvicorn.Server, thread: threading.Thread, host: str, port: int):
+    def __init__(
+        self,
+        server: uvicorn.Server,
+        thread: threading.Thread,
+        host: str,
+        port: int,
+        tls: TlsCertificate | None = None,
+    ):
         self._server = server
         self._thread = thread
         self.host = host
         self.port = port
+        self.tls = tls
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -101,8 +172,12 @@ def serve_in_thread(
     host: str = LOOPBACK,
     startup_timeout: float = 10.0,
     log_level: str = "warning",
+    tls: TlsCertificate | None = None,
 ) -> RunningServer:
-    """Start ``app`` on ``host:port`` (0 = any free port) and return once it accepts requests."""
+    """Start ``app`` on ``host:port`` (0 = any free port) and return once it accepts requests.
+
+    With ``tls`` the server speaks HTTPS only.
+    """
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(
@@ -113,6 +188,8 @@ def serve_in_thread(
         timeout_graceful_shutdown=1,
         # Keep-alive long enough for clients that reuse connections between test steps.
         timeout_keep_alive=30,
+        ssl_certfile=tls.certfile if tls else None,
+        ssl_keyfile=tls.keyfile if tls else None,
     )
     server = uvicorn.Server(config)
     failure: list[BaseException] = []
@@ -135,7 +212,7 @@ def serve_in_thread(
             server.should_exit = True
             raise ServerStartError(f"server on {host}:{bound_port} did not start in time")
         time.sleep(0.005)
-    return RunningServer(server, thread, host, bound_port)
+    return RunningServer(server, thread, host, bound_port, tls)
 
 
 @contextlib.asynccontextmanager
