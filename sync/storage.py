@@ -76,10 +76,22 @@ def remove_stale_temp_files(path: Path) -> list[Path]:
     return removed
 
 
-def damaged_file_message(path: Path, problem: str) -> str:
-    """The user-facing text for a state file we refuse to load."""
+STATE_FILE_LABEL = "state file"
+STATE_FILE_CONSEQUENCE = (
+    "reminder-sync then forgets which tasks are paired, which may create duplicates"
+)
+
+
+def damaged_file_message(
+    path: Path,
+    problem: str,
+    *,
+    label: str = STATE_FILE_LABEL,
+    consequence: str = STATE_FILE_CONSEQUENCE,
+) -> str:
+    """The user-facing text for a file we refuse to load: what, where, and what to do."""
     bak = backup_path(path)
-    text = f"The state file {path} {problem}. Nothing was changed."
+    text = f"The {label} {path} {problem}. Nothing was changed."
     if bak.is_file() and not bak.is_symlink():
         text += (
             f" The previous good copy is {bak}: stop reminder-sync, copy it over the damaged "
@@ -87,10 +99,7 @@ def damaged_file_message(path: Path, problem: str) -> str:
         )
     else:
         text += f" There is no backup copy ({bak} does not exist)."
-    text += (
-        " To start over instead, move the file away; reminder-sync then forgets which tasks "
-        "are paired, which may create duplicates."
-    )
+    text += f" To start over instead, move the file away; {consequence}."
     return text
 
 
@@ -102,8 +111,11 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def read_json_file(path: Path) -> Any | None:
-    """Load a JSON file we wrote; None if it does not exist. Refuses symlinks and damage."""
+def read_json_file(path: Path, **message: str) -> Any | None:
+    """Load a JSON file we wrote; None if it does not exist. Refuses symlinks and damage.
+
+    `message` (label, consequence) goes to `damaged_file_message`.
+    """
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -111,25 +123,29 @@ def read_json_file(path: Path) -> Any | None:
     if stat.S_ISLNK(info.st_mode):
         raise StateFileError(
             damaged_file_message(
-                path, "is a symbolic link; reminder-sync only uses a plain file it wrote itself"
+                path,
+                "is a symbolic link; reminder-sync only uses a plain file it wrote itself",
+                **message,
             )
         )
     if not stat.S_ISREG(info.st_mode):
-        raise StateFileError(damaged_file_message(path, "is not a regular file"))
+        raise StateFileError(damaged_file_message(path, "is not a regular file", **message))
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as handle:
         if stat.S_IMODE(os.fstat(handle.fileno()).st_mode) & 0o077:
             os.fchmod(handle.fileno(), 0o600)  # tighten a copy restored by hand
         raw = handle.read()
     if not raw.strip():
-        raise StateFileError(damaged_file_message(path, "is empty"))
+        raise StateFileError(damaged_file_message(path, "is empty", **message))
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise StateFileError(damaged_file_message(path, "is damaged (not UTF-8 text)")) from None
+        raise StateFileError(
+            damaged_file_message(path, "is damaged (not UTF-8 text)", **message)
+        ) from None
     except json.JSONDecodeError as exc:
         problem = f"is damaged or cut short (invalid JSON at line {exc.lineno} column {exc.colno})"
-        raise StateFileError(damaged_file_message(path, problem)) from None
+        raise StateFileError(damaged_file_message(path, problem, **message)) from None
 
 
 def _refuse_unserialisable(value: Any) -> Any:
