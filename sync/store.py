@@ -39,8 +39,10 @@ from sync.model import (
     Conflict,
     ConflictKind,
     Link,
+    PlanSettings,
     Policy,
     Resolution,
+    SfPicklists,
     Side,
     SideTask,
     Task,
@@ -155,6 +157,19 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    def plan_settings(
+        self, picklists: SfPicklists | None = None, *, allow_mass_delete: bool = False
+    ) -> PlanSettings:
+        """What the planner needs from these settings (None `enabled_at` while disabled)."""
+        return PlanSettings(
+            enabled_at=self.enabled_at if self.enabled else None,
+            policies=self.policies,
+            picklists=picklists or SfPicklists(),
+            guard_max_share=self.mass_delete_share,
+            guard_min_deletes=self.mass_delete_minimum,
+            allow_mass_delete=allow_mass_delete,
+        )
 
 
 @dataclass(frozen=True)
@@ -644,6 +659,11 @@ class StateStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def journal_path(self) -> Path:
+        """Where the create/delete journal lives: beside the state file."""
+        return self.path.with_name(paths.JOURNAL_FILE_NAME)
 
     @property
     def dirty(self) -> bool:

@@ -235,6 +235,40 @@ def test_the_file_is_a_tinydb_database(store: StateStore) -> None:
     assert doc["sc_id"] == "sc1" and doc["base"]["due_date"] == "2025-03-05"
 
 
+def test_settings_feed_the_planner(store: StateStore) -> None:
+    assert store.settings.plan_settings().enabled_at is None  # off by default: nothing imported
+    store.update_settings(enabled=True, enabled_at=WHEN, mass_delete_share=0.2)
+    store.update_settings(policies={"details": Policy.SALESCONNECT_WINS})
+    plan_settings = store.settings.plan_settings(allow_mass_delete=True)
+    assert plan_settings.enabled_at == WHEN
+    assert plan_settings.guard_max_share == 0.2
+    assert plan_settings.policy("details") is Policy.SALESCONNECT_WINS
+    assert plan_settings.allow_mass_delete
+    store.update_settings(enabled=False)
+    assert store.settings.plan_settings().enabled_at is None
+
+
+# ------------------------------------------------------------------ where the files live
+
+
+def test_reminder_sync_home_moves_the_state(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("REMINDER_SYNC_HOME", str(tmp_path / "elsewhere"))
+    with StateStore.open() as store:
+        assert store.path == tmp_path / "elsewhere" / "state.json"
+        assert store.journal_path == tmp_path / "elsewhere" / "journal.json"
+    assert stat.S_IMODE((tmp_path / "elsewhere").stat().st_mode) == 0o700
+    assert (tmp_path / "elsewhere" / "state.json").is_file()
+
+
+def test_without_reminder_sync_home_the_user_data_dir_is_used(tmp_path: Path) -> None:
+    from sync import paths
+
+    home = paths.home_dir({"XDG_DATA_HOME": "/ignored"})  # platformdirs reads os.environ
+    assert home.name == "reminder-sync"
+    assert paths.home_dir({"REMINDER_SYNC_HOME": "~/rs"}) == Path.home() / "rs"
+    assert paths.home_dir({"REMINDER_SYNC_HOME": "  "}) == home
+
+
 # ------------------------------------------------------------------ batching and files
 
 
