@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import ip_address
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import jwt
 from starlette.requests import Request
@@ -90,6 +90,12 @@ def _is_loopback_http(url: str) -> bool:
         return ip_address(parts.hostname).is_loopback
     except ValueError:
         return False
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body (the only encoding the endpoints accept)."""
+    body = (await request.body()).decode("utf-8", "replace")
+    return dict(parse_qsl(body, keep_blank_values=True))
 
 
 def _pkce_challenge(verifier: str) -> str:
@@ -185,8 +191,8 @@ class OAuthServer:
 
     async def token(self, request: Request) -> Response:
         try:
-            form = await request.form()
-            grant = str(form.get("grant_type", ""))
+            form = await read_form(request)
+            grant = form.get("grant_type", "")
             handlers = {
                 "authorization_code": self._grant_code,
                 "refresh_token": self._grant_refresh,
@@ -196,7 +202,7 @@ class OAuthServer:
             }
             if grant not in handlers:
                 raise OAuthError(400, "unsupported_grant_type", "grant type not supported")
-            return handlers[grant](request, {k: str(v) for k, v in form.items()})
+            return handlers[grant](request, form)
         except OAuthError as error:
             return error.response()
 
@@ -284,7 +290,7 @@ class OAuthServer:
 
     async def revoke(self, request: Request) -> Response:
         if request.method == "POST":
-            value = str((await request.form()).get("token", ""))
+            value = (await read_form(request)).get("token", "")
         else:
             value = request.query_params.get("token", "")
         if value in self.refresh:
@@ -312,7 +318,7 @@ class OAuthServer:
 
     async def authorize(self, request: Request) -> Response:
         if request.method == "POST":
-            params = {k: str(v) for k, v in (await request.form()).items()}
+            params = await read_form(request)
         else:
             params = dict(request.query_params)
         if params.get("client_id") != self.config.client_id:
