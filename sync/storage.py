@@ -160,11 +160,13 @@ def _refuse_unserialisable(value: Any) -> Any:
 
 
 def serialise(data: Any) -> bytes:
-    """Compact JSON bytes; raises StateWriteError before any disk I/O on a bad value."""
+    """Compact ASCII JSON bytes; raises StateWriteError before any disk I/O on a bad value.
+
+    ASCII (\\u escapes) because CPython's encoder is about twice as fast that way.
+    """
     try:
         text = json.dumps(
             data,
-            ensure_ascii=False,
             separators=(",", ":"),
             allow_nan=False,
             default=_refuse_unserialisable,

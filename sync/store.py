@@ -35,6 +35,8 @@ from tinydb import TinyDB
 from sync import paths
 from sync.model import (
     FIELDS,
+    PRIORITY_NORMAL,
+    STATUS_OPEN,
     Choice,
     Conflict,
     ConflictKind,
@@ -230,7 +232,14 @@ def task_to_json(task: Task | None) -> dict[str, Any] | None:
 def task_from_json(doc: Mapping[str, Any] | None) -> Task | None:
     if doc is None:
         return None
-    return Task(**{name: _field_in(name, doc[name]) for name in FIELDS if name in doc})
+    due = doc.get("due_date")
+    return Task(  # spelled out: this runs for every link and cached task at open
+        name=doc["name"],
+        status=doc.get("status", STATUS_OPEN),
+        priority=doc.get("priority", PRIORITY_NORMAL),
+        due_date=date.fromisoformat(due) if due is not None else None,
+        details=doc.get("details", ""),
+    )
 
 
 def _fields_out(values: Task | Mapping[str, Any] | None) -> dict[str, Any] | None:
