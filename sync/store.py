@@ -421,7 +421,13 @@ def parked_from_json(doc: Mapping[str, Any]) -> ParkedError:
 
 
 # Words that mark a secret; a connection record holding one of them is refused.
-_SECRET_WORDS = ("secret", "token", "password", "passwd", "private_key", "code_verifier")
+_SECRET_WORDS = ("secret", "password", "passwd", "private_key", "code_verifier", "auth_code")
+
+
+def _names_a_secret(key: str) -> bool:
+    """True for "client_secret", "refresh_token", "token"...; False for "token_url"."""
+    lowered = key.lower()
+    return lowered.endswith("token") or any(word in lowered for word in _SECRET_WORDS)
 
 
 # ---------------------------------------------------------------- keyed tables
@@ -801,7 +807,7 @@ class StateStore:
     def put_connection(self, side: Side, details: Mapping[str, Any]) -> None:
         """Save connection details. Refuses keys that name a secret: those go to the keyring."""
         for key in details:
-            if any(word in key.lower() for word in _SECRET_WORDS):
+            if _names_a_secret(key):
                 raise ValueError(
                     f"connection detail {key!r} looks like a secret; keep it in the keyring"
                 )

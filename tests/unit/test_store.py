@@ -195,10 +195,13 @@ def test_settings_have_safe_defaults_and_refuse_bad_values(store: StateStore) ->
 
 
 def test_connection_details_refuse_anything_that_looks_like_a_secret(store: StateStore) -> None:
-    for key in ("client_secret", "refresh_token", "Password"):
+    for key in ("client_secret", "refresh_token", "accessToken", "token", "Password", "auth_code"):
         with pytest.raises(ValueError, match="keyring"):
             store.put_connection(Side.SALESFORCE, {"instance_url": "https://x", key: "v"})
     assert store.connection(Side.SALESFORCE) is None
+    details = {"token_url": "https://login.example.com/services/oauth2/token", "client_id": "c"}
+    store.put_connection(Side.SALESCONNECT, details)  # a token *endpoint* is no secret
+    assert store.connection(Side.SALESCONNECT) == details
 
 
 def test_the_audit_log_keeps_the_newest_entries_only(store: StateStore) -> None:
