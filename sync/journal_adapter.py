@@ -8,14 +8,15 @@ reached the service is linked, never sent again under a new key.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sync.journal import IntentKind, IntentSpec, Journal
 from sync.model import Side, Task
-from sync.storage import StateFileError, atomic_write, read_json_file, serialise
 from sync.store import task_from_json, task_to_json
 
 
@@ -30,6 +31,7 @@ class CreateIntent:
     created_at: datetime | None = None
     run_id: str = ""
     replaces_link: str | None = None  # a restore replaces the link to the deleted task
+    remote_id: str | None = None  # known once the service confirmed the create
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,42 +64,53 @@ class CreateIntent:
 
 
 class IntentJournal:
-    """Pending create intents in one small JSON file, rewritten atomically on each change."""
+    """Create intents kept in `sync.journal.Journal` (its own file, lock and fsync).
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._pending: dict[str, CreateIntent] = {}
-        data = read_json_file(path)
-        if data is not None:
-            try:
-                for doc in data.get("intents", []):
-                    intent = CreateIntent.from_json(doc)
-                    self._pending[intent.key] = intent
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise StateFileError(
-                    f"The journal {path} is damaged ({exc}). Nothing was changed. It lists "
-                    "creates that may have been sent; move it away only if you accept that the "
-                    "next run may create those tasks a second time."
-                ) from None
+    Flow per batch: `begin` (on disk before sending), `confirm` (remote ids, on disk before the
+    state save), then `finish` once the links are saved. An intent found confirmed at start-up
+    only needs its link; an unconfirmed one needs a lookup (see `SyncEngine._recover`).
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    @classmethod
+    def open(cls, path: Path) -> IntentJournal:
+        return cls(Journal.open(path))
+
+    def close(self) -> None:
+        self._journal.close()
 
     def pending(self) -> list[CreateIntent]:
-        return list(self._pending.values())
+        out = []
+        for entry in self._journal.pending():
+            if entry.kind is not IntentKind.CREATE:
+                continue
+            doc = dict(entry.payload)
+            doc["key"] = entry.key
+            doc.setdefault("created_at", entry.created_at.isoformat())
+            intent = CreateIntent.from_json(doc)
+            out.append(dataclasses.replace(intent, remote_id=entry.remote_id))
+        return out
 
     def begin(self, intents: Sequence[CreateIntent]) -> None:
         """Record intents durably (returns after fsync)."""
+        specs = []
         for intent in intents:
-            self._pending[intent.key] = intent
-        self._write()
+            payload = intent.to_json()
+            payload.pop("key")
+            specs.append(
+                IntentSpec(
+                    IntentKind.CREATE, intent.target, payload, key=intent.key, run_id=intent.run_id
+                )
+            )
+        self._journal.record_intents(specs)
+
+    def confirm(self, results: Iterable[tuple[str, str]]) -> None:
+        pairs = list(results)
+        if pairs:
+            self._journal.confirm_many(pairs)
 
     def finish(self, keys: Iterable[str]) -> None:
-        changed = False
-        for key in keys:
-            changed |= self._pending.pop(key, None) is not None
-        if changed:
-            self._write()
-
-    def _write(self) -> None:
-        payload = serialise(
-            {"version": 1, "intents": [i.to_json() for i in self._pending.values()]}
-        )
-        atomic_write(self.path, payload, keep_backup=False)
+        """Drop intents whose outcome is saved in the state file (or that never happened)."""
+        self._journal.discard_many(list(keys))

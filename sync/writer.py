@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 from sync.connectors.http import ServiceError
 from sync.failpoints import failpoint
+from sync.journal import new_correlation_key
 from sync.journal_adapter import CreateIntent, IntentJournal
 from sync.mapping import project_to_sf
 from sync.model import FIELDS, Action, ActionKind, Link, Side, SideTask, Task, settle_base
@@ -227,7 +227,7 @@ class PlanWriter:
             base = action.new_base or Task(**{k: action.changes.get(k) for k in FIELDS})
             intents.append(
                 CreateIntent(
-                    key=f"rs-{uuid.uuid4().hex}",
+                    key=new_correlation_key(),
                     target=side,
                     source_id=source or "",
                     fields=Task(
@@ -255,6 +255,12 @@ class PlanWriter:
             self._batch_failed(error, failures)
             return
         failpoint("after_remote_create")
+        # The remote ids go to the journal before the state save, so a crash in between
+        # only needs the link put back, not a lookup.
+        self.journal.confirm(
+            (i.key, r.id) for i, r in zip(intents, results, strict=True) if r.ok and r.id
+        )
+        failpoint("after_journal_confirm")
         settled = []
         for intent, result in zip(intents, results, strict=True):
             if result.ok and result.id:

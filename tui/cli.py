@@ -161,6 +161,71 @@ def demo() -> None:
     run_demo()
 
 
+class EmulatorPair:
+    """Both emulators served on 127.0.0.1 (one thread each). Also used by the demo."""
+
+    def __init__(self, salesforce: Any, salesconnect: Any) -> None:
+        self.salesforce = salesforce  # emulators.server.RunningServer, with .app
+        self.salesconnect = salesconnect
+
+    def describe(self) -> list[dict[str, str]]:
+        """One line per service: what `connect` needs (emulator credentials, not secrets)."""
+        sf_config = self.salesforce.app.state.emulator.config
+        sc_config = self.salesconnect.app.state.emulator.config
+        sc_root = self.salesconnect.base_url + "/api/v1"
+        return [
+            {
+                "service": "salesforce",
+                "base_url": self.salesforce.base_url,
+                "token_url": self.salesforce.base_url + "/services/oauth2/token",
+                "client_id": sf_config.client_id,
+                "client_secret": sf_config.client_secret,
+                "username": sf_config.username,
+            },
+            {
+                "service": "salesconnect",
+                "base_url": sc_root,
+                "token_url": sc_root + "/oauth/token",
+                "client_id": sc_config.client_id,
+                "client_secret": sc_config.client_secret,
+                "username": sc_config.username,
+            },
+        ]
+
+    def stop(self) -> None:
+        self.salesforce.stop()
+        self.salesconnect.stop()
+
+
+def start_emulators(
+    *, salesforce_port: int = 0, salesconnect_port: int = 0, seed: str = "none"
+) -> EmulatorPair:
+    """Serve both emulators on loopback; `seed="demo"` fills them with a rep's week."""
+    from emulators.salesconnect import create_app as salesconnect_app
+    from emulators.salesforce import create_app as salesforce_app
+    from emulators.server import serve_in_thread
+
+    sf_app = salesforce_app()
+    sc_app = salesconnect_app()
+    if seed == "demo":
+        try:
+            from emulators.seed import seed_demo
+        except ImportError:
+            raise CliError(
+                "demo seed data is not available in this build; use --seed none."
+            ) from None
+        seed_demo(sc_app.state.emulator, sf_app.state.emulator)
+    sf_server = serve_in_thread(sf_app, salesforce_port)
+    sf_server.app = sf_app  # type: ignore[attr-defined]
+    try:
+        sc_server = serve_in_thread(sc_app, salesconnect_port)
+    except BaseException:
+        sf_server.stop()
+        raise
+    sc_server.app = sc_app  # type: ignore[attr-defined]
+    return EmulatorPair(sf_server, sc_server)
+
+
 @main.command()
 @click.option("--salesforce-port", type=click.IntRange(0, 65535), default=0, show_default=True)
 @click.option("--salesconnect-port", type=click.IntRange(0, 65535), default=0, show_default=True)
@@ -168,11 +233,15 @@ def demo() -> None:
 @handled
 def emulators(salesforce_port: int, salesconnect_port: int, seed: str) -> None:
     """Serve both emulators on 127.0.0.1 until interrupted (one JSON line per service)."""
-    from sync.emulated import start_emulators
-
-    pair = start_emulators(
-        salesforce_port=salesforce_port, salesconnect_port=salesconnect_port, seed=seed
-    )
+    try:
+        pair = start_emulators(
+            salesforce_port=salesforce_port, salesconnect_port=salesconnect_port, seed=seed
+        )
+    except OSError as exc:
+        raise CliError(
+            f"could not listen on 127.0.0.1 ({exc.strerror or exc}); choose other ports "
+            "with --salesforce-port/--salesconnect-port, or 0 for free ones."
+        ) from None
     try:
         for line in pair.describe():
             click.echo(json.dumps(line, sort_keys=True))
