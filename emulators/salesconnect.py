@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -45,11 +46,12 @@ _MAX_BODY = 32 * 1024 * 1024
 _BATCH_ITEM_TYPES: dict[str, tuple[type, ...]] = {
     "op": (str,),
     "id": (str,),
-    "if_match": (int,),
+    "if_match": (int, float),
     "idempotency_key": (str,),
     "task": (dict,),
     "changes": (dict,),
 }
+_TOKEN_PARAMETERS = frozenset({"grant_type", "client_id", "client_secret", "scope"})
 _BATCH_OP_KEYS = {
     "create": {"op", "idempotency_key", "task"},
     "update": {"op", "id", "if_match", "changes"},
@@ -62,20 +64,21 @@ def create_app(config: SalesConnectConfig | None = None) -> Starlette:
     api = _Api(emulator)
     root = API_ROOT
     routes = [
-        Route(root + TOKEN_PATH, api.token, methods=["POST"]),
-        Route(root + "/me", api.me, methods=["GET"]),
-        Route(root + "/settings", api.get_settings, methods=["GET"]),
-        Route(root + "/settings", api.put_settings, methods=["PUT"]),
-        Route(root + "/tasks", api.list_tasks, methods=["GET"]),
-        Route(root + "/tasks", api.create_task, methods=["POST"]),
-        Route(root + "/tasks/batch", api.batch, methods=["POST"]),
-        Route(root + "/tasks/{task_id}", api.get_task, methods=["GET"]),
-        Route(root + "/tasks/{task_id}", api.patch_task, methods=["PATCH"]),
-        Route(root + "/tasks/{task_id}", api.delete_task, methods=["DELETE"]),
-        Route("/openapi.json", api.openapi, methods=["GET"]),
-        Route("/__emulator__/clock", api.clock, methods=["GET", "POST"]),
-        Route("/__emulator__/faults", api.faults, methods=["GET", "POST"]),
-        Route("/__emulator__/reset", api.reset, methods=["POST"]),
+        _route(root + TOKEN_PATH, POST=api.token),
+        _route(root + "/me", GET=api.me),
+        _route(root + "/settings", GET=api.get_settings, PUT=api.put_settings),
+        _route(root + "/tasks", GET=api.list_tasks, POST=api.create_task),
+        _route(root + "/tasks/batch", POST=api.batch),
+        _route(
+            root + "/tasks/{task_id}",
+            GET=api.get_task,
+            PATCH=api.patch_task,
+            DELETE=api.delete_task,
+        ),
+        _route("/openapi.json", GET=api.openapi),
+        _route("/__emulator__/clock", GET=api.clock, POST=api.clock),
+        _route("/__emulator__/faults", GET=api.faults, POST=api.faults),
+        _route("/__emulator__/reset", POST=api.reset),
     ]
     app = Starlette(
         routes=routes,
@@ -88,6 +91,19 @@ def create_app(config: SalesConnectConfig | None = None) -> Starlette:
     )
     app.state.emulator = emulator
     return app
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _route(path: str, **handlers: Endpoint) -> Route:
+    """One route per path, so a 405 lists every method of the path in `Allow`."""
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return Route(path, dispatch, methods=list(handlers))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,6 +236,8 @@ class _Api:
             raise _oauth_error("invalid_request", "the form body is not valid") from None
         form: dict[str, str] = {}
         for name, value in pairs:
+            if name not in _TOKEN_PARAMETERS:
+                continue  # RFC 6749 section 3.2: unrecognised parameters are ignored
             if name in form:
                 raise _oauth_error("invalid_request", f"{name} is given more than once")
             form[name] = value
@@ -268,7 +286,9 @@ class _Api:
             limit=parse_limit(_query(request, "limit")),
             cursor=cursor,
             updated_since=parse_time(since, "updated_since") if since is not None else None,
-            include_deleted=parse_bool(deleted, "include_deleted") if deleted else False,
+            include_deleted=parse_bool(deleted, "include_deleted")
+            if deleted is not None
+            else False,
         )
         return JSONResponse(page)
 
@@ -286,7 +306,7 @@ class _Api:
     async def get_task(self, request: Request) -> Response:
         self._user(request)
         deleted = _query(request, "include_deleted")
-        include = parse_bool(deleted, "include_deleted") if deleted else False
+        include = parse_bool(deleted, "include_deleted") if deleted is not None else False
         return _task_response(self.emulator.get(request.path_params["task_id"], include))
 
     async def patch_task(self, request: Request) -> Response:
@@ -397,8 +417,14 @@ def _batch_operations(body: Any) -> list[dict[str, Any]]:
                 raise invalid(f"{where}.{name} has the wrong type", field=where)
         if item.get("op") not in _BATCH_OP_KEYS:
             raise invalid(f"{where}.op must be create, update or delete", field=where)
-        if "if_match" in item and item["if_match"] < 1:
-            raise invalid(f"{where}.if_match must be a version >= 1", field=where)
+        if "if_match" in item:
+            version = item["if_match"]
+            # JSON has one number type: 3.0 is the integer 3 (as JSON Schema counts it).
+            if isinstance(version, float) and not version.is_integer():
+                raise invalid(f"{where}.if_match has the wrong type", field=where)
+            if version < 1:
+                raise invalid(f"{where}.if_match must be a version >= 1", field=where)
+            item["if_match"] = int(version)
     return operations
 
 

@@ -13,10 +13,11 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from emulators.sc_rules import ApiError, invalid
+from emulators.sc_rules import invalid
 
-FAULTS = ("rate_limit", "unavailable", "slow", "slow_body", "hang")
+FAULTS = ("rate_limit", "unavailable", "slow", "slow_body", "hang", "drop")
 PHASES = ("before", "after")
+_AFTER_FAULTS = ("slow", "hang", "drop")
 _DEFAULT_DELAY = {"slow": 1.0, "slow_body": 0.5, "hang": 30.0}
 _RULE_FIELDS = {
     "fault",
@@ -41,6 +42,7 @@ class FaultRule:
     - slow_body: send the response body in small pieces, `delay_seconds` apart
     - hang: like slow with a long default (30 s); a request the client abandons while the
       emulator waits "before" is dropped unprocessed
+    - drop: close the connection without an answer, before (unprocessed) or after processing
     """
 
     fault: str
@@ -156,8 +158,10 @@ def _parse_rule(item: Any, index: int) -> FaultRule:
     if not _is_number(delay) or not 0.0 <= delay <= 600.0:
         raise invalid(f"{where}.delay_seconds must be a number from 0 to 600", field=where)
     phase = item.get("phase", "before")
-    if phase not in PHASES or (phase == "after" and fault not in ("slow", "hang")):
-        raise invalid(f'{where}.phase must be "before" (or "after" for slow and hang)', field=where)
+    if phase not in PHASES or (phase == "after" and fault not in _AFTER_FAULTS):
+        raise invalid(
+            f'{where}.phase must be "before" (or "after" for slow, hang and drop)', field=where
+        )
     return FaultRule(
         fault=fault,
         times=times,
@@ -179,4 +183,4 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-__all__ = ["FAULTS", "ApiError", "FaultRule", "FaultSet"]
+__all__ = ["FAULTS", "FaultRule", "FaultSet"]

@@ -129,6 +129,9 @@ class FaultMiddleware:
         if rule.fault == "slow_body":
             await self.app(scope, receiver, _dribbling(send, rule.delay_seconds))
             return
+        if rule.fault == "drop":
+            await self._drop(scope, receiver, send, rule.phase)
+            return
         # slow / hang
         if rule.phase == "before":
             if await receiver.wait(rule.delay_seconds, still_current):
@@ -145,6 +148,25 @@ class FaultMiddleware:
             return  # processed, but the client never sees the answer
         for message in held:
             await send(message)
+
+    async def _drop(
+        self, scope: MutableMapping[str, Any], receiver: _Receiver, send: Send, phase: str
+    ) -> None:
+        """Close the connection with no answer: the response head goes out, then the request
+        fails, so uvicorn cuts the connection and the client sees an incomplete response."""
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        if phase == "after":
+            await self.app(scope, receiver, hold)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise ConnectionDropped("fault: connection dropped on purpose")
+
+
+class ConnectionDropped(Exception):
+    """Raised to make the server cut a connection (the "drop" fault)."""
 
 
 def _dribbling(send: Send, delay: float) -> Send:

@@ -132,7 +132,6 @@ class SalesConnectEmulator:
         self._rate: dict[str, _RateWindow] = {}
         self.faults = FaultSet()
         self.requests: list[RequestRecord] = []
-        self.token_grants = 0
         self.generation = 0  # bumped by reset(); a hanging request gives up when it changes
         self.reset()
 
@@ -166,7 +165,8 @@ class SalesConnectEmulator:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Empty the tenant: tasks, tombstones, keys, settings, faults, clock. Tokens stay valid."""
+        """Empty the tenant: tasks, tombstones, keys, settings, faults, clock and the request
+        log and counters. Issued tokens stay valid."""
         with self._lock:
             self._state = _State()
             self._ids = random.Random(self.config.seed)
@@ -175,6 +175,7 @@ class SalesConnectEmulator:
             self._rate.clear()
             self.faults.clear()
             self.requests.clear()
+            self.token_grants = 0
             self.generation += 1
 
     # -- tokens -------------------------------------------------------------------------------
