@@ -134,6 +134,7 @@ def _hint(category: str) -> str:
         "not_found": "",
         "validation": "",
         "transient": " The next sync retries.",
+        "rate_limit": " The next sync retries.",
     }.get(category, "")
 
 
@@ -166,6 +167,8 @@ def error_from_salesforce(
         category, retryable = "transient", True
     elif code in _VALIDATION_CODES:
         category, retryable = "validation", False
+    elif status == 429:
+        category, retryable = "rate_limit", True
     elif status is not None and status >= 500:
         category, retryable = "transient", True
     elif status == 404:
