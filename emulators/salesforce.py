@@ -378,7 +378,7 @@ def _control_routes(emulator: SalesforceEmulator) -> list[Route]:
     async def faults(request: Request) -> JSONResponse:
         try:
             body = await body_of(request)
-            plan = FaultPlan.from_json(body) if body else None
+            plan = None if body == {} else FaultPlan.from_json(body)
         except ValueError as error:
             return bad(str(error))
         emulator.faults.set(plan)
