@@ -926,6 +926,16 @@ def default_secret_store() -> Any:
     return KeyringStore()
 
 
+class ReadOnlyJournal:
+    """For a read-only engine (status while another process syncs): never written."""
+
+    def pending(self) -> list[CreateIntent]:
+        return []
+
+    def close(self) -> None:
+        return None
+
+
 def build_engine(
     home: Path | None,
     secrets: Any,
@@ -946,7 +956,7 @@ def build_engine(
     home = Path(home) if home is not None else paths.home_dir()
     store = StateStore.open(paths.state_file(home), read_only=read_only)
     try:
-        journal = IntentJournal.open(paths.journal_file(home))
+        journal = ReadOnlyJournal() if read_only else IntentJournal.open(paths.journal_file(home))
     except BaseException:
         store.close()
         raise

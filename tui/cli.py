@@ -108,10 +108,10 @@ def _secrets() -> Any:
     return default_secret_store()
 
 
-async def _with_engine(body: Callable[[Any], Awaitable[T]], *, connect: bool = True) -> T:
+async def _with_engine(body: Callable[[Any], Awaitable[T]], *, writable: bool = True) -> T:
     from sync.engine import build_engine
 
-    engine = await build_engine(None, _secrets())
+    engine = build_engine(None, _secrets(), read_only=not writable)
     try:
         return await body(engine)
     finally:
@@ -490,7 +490,7 @@ def status(as_json: bool) -> None:
     async def body(engine: Any) -> Any:
         return engine.status()
 
-    st = _run(_with_engine(body, connect=False))
+    st = _run(_with_engine(body, writable=False))
     if as_json:
         _emit_json(st.as_dict())
         return
@@ -517,7 +517,7 @@ def conflicts(as_json: bool) -> None:
     async def body(engine: Any) -> Any:
         return engine.conflicts()
 
-    found = _run(_with_engine(body, connect=False))
+    found = _run(_with_engine(body, writable=False))
     if as_json:
         _emit_json([conflict_as_dict(c) for c in found])
         return
@@ -552,7 +552,7 @@ def resolve(conflict_id: str, take: str) -> None:
             )
         await engine.resolve(conflict_id, resolution_taking(match[0], Side(take)))
 
-    _run(_with_engine(body, connect=False))
+    _run(_with_engine(body))
     click.echo(f"Saved: {conflict_id} takes {take}. The next sync applies it.")
 
 
