@@ -61,13 +61,13 @@ ALLOWED_DOMAINS: tuple[str, ...] = (
 )
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
-# Names in the secret store (the OS keyring in the app).
-SECRET_ACCESS_TOKEN = "salesforce.access_token"
-SECRET_REFRESH_TOKEN = "salesforce.refresh_token"
-SECRET_INSTANCE_URL = "salesforce.instance_url"
-SECRET_IDENTITY_URL = "salesforce.identity_url"
-SECRET_CLIENT_SECRET = "salesforce.client_secret"
-SECRET_PRIVATE_KEY = "salesforce.jwt_private_key"
+# Names in the secret store (the OS keyring in the app), "<service>:<what>" as sync.secrets names.
+SECRET_ACCESS_TOKEN = "salesforce:access_token"
+SECRET_REFRESH_TOKEN = "salesforce:refresh_token"
+SECRET_INSTANCE_URL = "salesforce:instance_url"
+SECRET_IDENTITY_URL = "salesforce:identity_url"
+SECRET_CLIENT_SECRET = "salesforce:client_secret"
+SECRET_PRIVATE_KEY = "salesforce:jwt_private_key"
 SESSION_SECRETS = (
     SECRET_ACCESS_TOKEN,
     SECRET_REFRESH_TOKEN,
@@ -84,13 +84,26 @@ AUTH_POLICY = RetryPolicy(attempts=3, base_delay=0.5, max_delay=10.0, request_ti
 
 
 class SecretStore(Protocol):
-    """What this module needs from sync.secrets: async get/set/delete by name."""
+    """What this module needs from sync.secrets: async get/set/delete by name.
 
-    async def get(self, key: str) -> str | None: ...
+    `get` may return the plain text or a wrapper with `reveal()` (sync.secrets.Secret).
+    """
+
+    async def get(self, key: str) -> Any: ...
 
     async def set(self, key: str, value: str) -> None: ...
 
     async def delete(self, key: str) -> None: ...
+
+
+async def read_secret(store: SecretStore, key: str) -> str | None:
+    """The text of a stored secret, unwrapping a `Secret` only here, where it is sent."""
+    value = await store.get(key)
+    if value is None:
+        return None
+    reveal = getattr(value, "reveal", None)
+    text = reveal() if callable(reveal) else value
+    return text if isinstance(text, str) and text else None
 
 
 class AuthMethod(StrEnum):
@@ -377,9 +390,9 @@ class SalesforceSession:
     async def _load(self) -> None:
         if self._loaded:
             return
-        token = await self._store.get(SECRET_ACCESS_TOKEN)
-        instance = await self._store.get(SECRET_INSTANCE_URL)
-        self._identity_url = await self._store.get(SECRET_IDENTITY_URL)
+        token = await read_secret(self._store, SECRET_ACCESS_TOKEN)
+        instance = await read_secret(self._store, SECRET_INSTANCE_URL)
+        self._identity_url = await read_secret(self._store, SECRET_IDENTITY_URL)
         if token and instance:
             self._instance_url = validate_salesforce_url(instance)
             self._access_token = token
@@ -428,7 +441,7 @@ class SalesforceSession:
     async def _obtain(self) -> None:
         method = self.config.method
         if method is AuthMethod.PKCE:
-            refresh_token = await self._store.get(SECRET_REFRESH_TOKEN)
+            refresh_token = await read_secret(self._store, SECRET_REFRESH_TOKEN)
             if not refresh_token:
                 raise auth_error(
                     "No saved Salesforce login. Log in: reminder-sync connect salesforce.",
@@ -439,7 +452,7 @@ class SalesforceSession:
                 "refresh_token": refresh_token,
                 "client_id": self.config.client_id,
             }
-            client_secret = await self._store.get(SECRET_CLIENT_SECRET)
+            client_secret = await read_secret(self._store, SECRET_CLIENT_SECRET)
             if client_secret:
                 form["client_secret"] = client_secret
         elif method is AuthMethod.CLIENT_CREDENTIALS:
@@ -466,7 +479,7 @@ class SalesforceSession:
 
     async def logout(self) -> None:
         """Revoke the refresh token (or access token) if possible, then forget the session."""
-        token = await self._store.get(SECRET_REFRESH_TOKEN) or self._access_token
+        token = await read_secret(self._store, SECRET_REFRESH_TOKEN) or self._access_token
         if token:
             try:
                 await send(
@@ -500,7 +513,7 @@ class SalesforceSession:
 async def client_credentials_form(
     config: SalesforceAuthConfig, store: SecretStore
 ) -> dict[str, str]:
-    client_secret = await store.get(SECRET_CLIENT_SECRET)
+    client_secret = await read_secret(store, SECRET_CLIENT_SECRET)
     if not client_secret:
         raise auth_error(
             "The client-credentials flow needs the connected app's client secret; "
@@ -533,7 +546,7 @@ def make_jwt_assertion(config: SalesforceAuthConfig, private_key_pem: str, now: 
 
 
 async def jwt_bearer_form(config: SalesforceAuthConfig, store: SecretStore) -> dict[str, str]:
-    private_key = await store.get(SECRET_PRIVATE_KEY)
+    private_key = await read_secret(store, SECRET_PRIVATE_KEY)
     if not private_key:
         raise auth_error(
             "The JWT bearer flow needs the private key of the connected app's certificate; "
@@ -716,7 +729,7 @@ class PkceLogin:
             "redirect_uri": self.redirect_uri,
             "code_verifier": self._verifier,
         }
-        client_secret = await self._store.get(SECRET_CLIENT_SECRET)
+        client_secret = await read_secret(self._store, SECRET_CLIENT_SECRET)
         if client_secret:
             form["client_secret"] = client_secret
         http = self._http or _auth_client(self.config)

@@ -41,6 +41,7 @@ from sync.connectors.salesforce_auth import (
     pkce_pair,
     validate_salesforce_url,
 )
+from sync.secrets import MemoryStore
 
 
 class DictStore:
@@ -332,7 +333,7 @@ async def approve_in_browser(login: PkceLogin, decision: str = "allow") -> httpx
         return await browser.get(location)
 
 
-async def pkce_login(org: Org, store: DictStore) -> SalesforceSession:
+async def pkce_login(org: Org, store: DictStore | MemoryStore) -> SalesforceSession:
     login = await PkceLogin.start(org.config(), store, port=0)
     waiting = asyncio.create_task(login.complete(timeout=20))
     landing = await approve_in_browser(login)
@@ -341,12 +342,14 @@ async def pkce_login(org: Org, store: DictStore) -> SalesforceSession:
 
 
 async def test_pkce_login_end_to_end(org: Org) -> None:
-    store = DictStore()
-    session = await pkce_login(org, store)
+    store = MemoryStore()  # the app's own store type: get() hands back Secret wrappers
+    session = await pkce_login(org, store)  # type: ignore[arg-type]
     assert session.instance_url == org.base_url
     assert session.user_id == org.emulator.config.user_id
-    assert store.values[SECRET_REFRESH_TOKEN].startswith("5Aep")
-    assert store.values[SECRET_INSTANCE_URL] == org.base_url
+    refresh = await store.get(SECRET_REFRESH_TOKEN)
+    assert refresh is not None and refresh.reveal().startswith("5Aep")
+    instance = await store.get(SECRET_INSTANCE_URL)
+    assert instance is not None and instance.reveal() == org.base_url
     client = SalesforceClient(session)
     try:
         assert await client.user_id() == org.emulator.config.user_id
@@ -355,7 +358,7 @@ async def test_pkce_login_end_to_end(org: Org) -> None:
         await client.aclose()
         await session.aclose()
     # A new process picks the session up from the store alone.
-    again = SalesforceSession(org.config(), store)
+    again = SalesforceSession(org.config(), store)  # type: ignore[arg-type]
     assert (await again.headers())["Authorization"].startswith("Bearer ")
     await again.aclose()
 
@@ -469,10 +472,11 @@ async def test_logout_revokes_and_forgets(org: Org) -> None:
 
 
 async def test_client_credentials_login(org: Org) -> None:
-    store = DictStore(**{SECRET_CLIENT_SECRET: org.emulator.config.client_secret})
+    store = MemoryStore({SECRET_CLIENT_SECRET: org.emulator.config.client_secret})
     session = await login_headless(org.config(AuthMethod.CLIENT_CREDENTIALS), store)
     assert session.user_id == org.emulator.config.user_id
-    assert SECRET_REFRESH_TOKEN not in store.values
+    assert await store.get(SECRET_REFRESH_TOKEN) is None
+    assert await store.get(SECRET_ACCESS_TOKEN) is not None
     await session.aclose()
 
 
