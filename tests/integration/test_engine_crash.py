@@ -1,0 +1,120 @@
+"""A crash between a remote create and the state save produces no duplicate (rule 13).
+
+A real `reminder-sync sync` process is killed (os._exit at a named fail point, like SIGKILL: no
+cleanup, no save) right after the service created the task, then run again. Afterwards each
+task exists exactly once on each side and the pair is linked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sync.failpoints import CRASH_EXIT_CODE, FAILPOINT_ENV
+from tests.conftest import connect_both
+from tests.integration.file_keyring import KEYRING_FILE_ENV, FileKeyring
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def keyring_file(tmp_path: Path) -> Path:
+    return tmp_path / "keyring.json"
+
+
+@pytest.fixture
+def secrets(keyring_file: Path) -> Any:
+    from sync.secrets import KeyringStore
+
+    return KeyringStore(backend=FileKeyring(keyring_file))
+
+
+def reminder_sync(home: Path, keyring_file: Path, *args: str, failpoint: str | None = None):
+    env = {
+        **os.environ,
+        "REMINDER_SYNC_HOME": str(home),
+        "PYTHON_KEYRING_BACKEND": "tests.integration.file_keyring.FileKeyring",
+        KEYRING_FILE_ENV: str(keyring_file),
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop(FAILPOINT_ENV, None)
+    if failpoint:
+        env[FAILPOINT_ENV] = failpoint
+    return subprocess.run(
+        [sys.executable, "-m", "tui.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def enabled_home(home: Path, secrets: Any, sf: Any, sc: Any) -> None:
+    from sync.engine import build_engine
+
+    await connect_both(home, secrets, sf, sc)
+    engine = build_engine(home, secrets)
+    try:
+        await engine.set_enabled(True, start=False)
+    finally:
+        await engine.aclose()
+
+
+def crash_then_resume(home: Path, keyring_file: Path, failpoint: str) -> dict:
+    crashed = reminder_sync(home, keyring_file, "sync", failpoint=failpoint)
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    resumed = reminder_sync(home, keyring_file, "sync", "--json")
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    return json.loads(resumed.stdout)
+
+
+@pytest.mark.parametrize("failpoint", ["after_remote_create", "after_journal_confirm"])
+async def test_a_crash_after_creating_in_sales_connect_produces_no_duplicate(
+    sf, sc, home, secrets, keyring_file, failpoint
+) -> None:
+    await enabled_home(home, secrets, sf, sc)
+    sf_id = sf.create_task(Subject="Call Jane before the crash")
+
+    crash_then_resume(home, keyring_file, failpoint)
+
+    copies = [t for t in sc.tasks() if t["name"] == "Call Jane before the crash"]
+    assert len(copies) == 1
+    state = json.loads((home / "state.json").read_text())
+    pairs = [(d["sc_id"], d["sf_id"]) for d in state["links"].values()]
+    assert pairs == [(copies[0]["id"], sf_id)]
+
+
+async def test_a_crash_after_creating_in_salesforce_produces_no_duplicate(
+    sf, sc, home, secrets, keyring_file
+) -> None:
+    await enabled_home(home, secrets, sf, sc)
+    sc_id = sc.create_task(name="Send proposal before the crash")
+
+    crash_then_resume(home, keyring_file, "after_remote_create")
+
+    copies = [t for t in sf.tasks() if t["Subject"] == "Send proposal before the crash"]
+    assert len(copies) == 1
+    state = json.loads((home / "state.json").read_text())
+    pairs = [(d["sc_id"], d["sf_id"]) for d in state["links"].values()]
+    assert pairs == [(sc_id, copies[0]["Id"])]
+
+
+@pytest.mark.parametrize("sf_config", [{"external_id_field": None}])
+async def test_a_crash_after_creating_in_an_org_without_the_key_field_produces_no_duplicate(
+    sf, sc, home, secrets, keyring_file, sf_config
+) -> None:
+    await enabled_home(home, secrets, sf, sc)
+    sc.create_task(name="Book the venue", due_date="2026-12-09", details="50 seats")
+
+    crash_then_resume(home, keyring_file, "after_remote_create")
+
+    copies = [t for t in sf.tasks() if t["Subject"] == "Book the venue"]
+    assert len(copies) == 1
+    assert copies[0]["ActivityDate"] == "2026-12-09"
