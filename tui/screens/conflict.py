@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from sync.model import FIELDS, Choice, Conflict, ConflictKind, Resolution, Side
 from tui.screens.task import FIELD_LABELS
-from tui.widgets.text import plain
+from tui.widgets.text import clip, plain, sanitize
 
 if TYPE_CHECKING:
     from tui.app import ReminderSyncApp
@@ -33,13 +33,15 @@ CHOICE_LABEL = {
 
 
 def show_value(value: Any, width: int = 30) -> Text:
+    """The whole value (names differ at the end as often as at the start), wrapped to at most
+    four lines of the column."""
     if value is None:
         return Text("—", style="dim")
     if hasattr(value, "isoformat"):
         value = value.isoformat()
     if value == "":
         return Text("(empty)", style="dim")
-    return plain(value, width=width)
+    return Text(clip(sanitize(value), width * 4))
 
 
 class FieldTable(DataTable):
@@ -160,6 +162,7 @@ class ConflictScreen(Screen):
                 self._side_value(conflict.sf, field_name, width, decided, Side.SALESFORCE),
                 self._decision_text(decided.get(field_name) or decided.get("record")),
                 key=field_name,
+                height=None,
             )
         self._first_open_field()
         self.refresh_detail()
