@@ -111,7 +111,9 @@ class RunningServer:
         host: str,
         port: int,
         tls: TlsCertificate | None = None,
+        app: Any = None,
     ):
+        self.app = app  # the ASGI app served (e.g. app.state.emulator)
         self._server = server
         self._thread = thread
         self.host = host
@@ -212,7 +214,7 @@ def serve_in_thread(
             server.should_exit = True
             raise ServerStartError(f"server on {host}:{bound_port} did not start in time")
         time.sleep(0.005)
-    return RunningServer(server, thread, host, bound_port, tls)
+    return RunningServer(server, thread, host, bound_port, tls, app)
 
 
 @contextlib.asynccontextmanager

@@ -254,8 +254,11 @@ class FaultMiddleware:
             body = _json_body([{"message": message, "errorCode": "UNKNOWN_EXCEPTION"}])
             await _respond(send, 500, body, "application/json")
         elif kind == "hang":
-            await asyncio.sleep(plan.hang_seconds)
-            await self.app(scope, receive, send)
+            # Hold the request (body already received) until the time is up or the client
+            # leaves; then handle it anyway, as a slow server would.
+            messages = await _read_request(receive)
+            await _wait_for_disconnect(receive, plan.hang_seconds)
+            await self.app(scope, _replay(messages, receive), send)
         elif kind == "reset":
             await _drop(send, b'[{"message":')
         elif kind == "reset_after":
@@ -270,8 +273,45 @@ class FaultMiddleware:
                     {"type": "http.response.body", "body": body[start : start + step],
                      "more_body": True}
                 )  # fmt: skip
-                await asyncio.sleep(plan.drip_seconds)
+                if await _wait_for_disconnect(receive, plan.drip_seconds):
+                    return  # the client gave up; stop dripping
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _read_request(receive: Any) -> list[dict]:
+    messages = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
+
+
+def _replay(messages: list[dict], receive: Any) -> Any:
+    pending = list(messages)
+
+    async def replay() -> dict:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
+async def _wait_for_disconnect(receive: Any, seconds: float) -> bool:
+    """Sleep up to ``seconds``; True when the client disconnected meanwhile.
+
+    Only call once the request body has been read: then ``receive`` yields nothing but
+    ``http.disconnect``.
+    """
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    try:
+        await asyncio.wait_for(disconnected(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 async def _respond(

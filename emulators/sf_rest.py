@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from emulators.sf_collections import CollectionsApi
@@ -62,7 +62,10 @@ class DataApi:
 
     async def handle(self, request: Request) -> Response:
         emulator = self.emulator
-        await request.body()  # read (and cache) it before any handler takes the state lock
+        try:
+            await request.body()  # read (and cache) it before any handler takes the state lock
+        except ClientDisconnect:
+            return Response(status_code=400)  # the client left; nobody will read this
         try:
             version = request.path_params["version"]
             if version not in emulator.config.api_versions:

@@ -2,6 +2,7 @@
 
 import asyncio
 import socket
+import ssl
 
 import httpx
 import pytest
@@ -9,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from emulators.server import RunningServer, serve_in_thread, serving
+from emulators.server import RunningServer, self_signed_certificate, serve_in_thread, serving
 
 
 async def hello(request):
@@ -29,6 +30,7 @@ def test_serves_on_a_free_loopback_port_and_stops() -> None:
         assert isinstance(server, RunningServer)
         assert server.port > 0
         assert server.base_url == f"http://127.0.0.1:{server.port}"
+        assert server.app is APP
         response = httpx.get(server.base_url + "/hello")
         assert response.json() == {"path": "/hello"}
     assert not server.running
@@ -60,3 +62,13 @@ async def test_async_context_manager_keeps_the_loop_free() -> None:
         response = await client.get("/hello")
     assert response.json() == {"path": "/hello"}
     assert not server.running
+
+
+def test_tls_serves_https_with_a_certificate_clients_can_trust(tmp_path) -> None:
+    cert = self_signed_certificate(tmp_path)
+    with serve_in_thread(APP, tls=cert) as server:
+        assert server.base_url.startswith("https://127.0.0.1:")
+        trusting = ssl.create_default_context(cafile=cert.certfile)
+        assert httpx.get(server.base_url + "/hello", verify=trusting).json() == {"path": "/hello"}
+        with pytest.raises(httpx.ConnectError):  # the system's CAs do not vouch for it
+            httpx.get(server.base_url + "/hello", verify=ssl.create_default_context())
