@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -85,6 +86,7 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
+        arrived = time.monotonic()
         status = 0
 
         async def logged_send(message: Message) -> None:
@@ -101,7 +103,7 @@ class FaultMiddleware:
                 await self._faulted(scope, receiver, logged_send, method, path)
         finally:
             receiver.close()
-            self.emulator.record(method, path, status)
+            self.emulator.record(method, path, status, arrived)
 
     async def _faulted(
         self,

@@ -55,7 +55,7 @@ class RequestRecord:
     method: str
     path: str
     status: int
-    at: float  # time.monotonic()
+    at: float  # time.monotonic() when the request arrived
 
 
 @dataclass
@@ -229,9 +229,9 @@ class SalesConnectEmulator:
                 wait = max(1, int(60 - (now - window.started) + 0.999))
                 raise rate_limited(wait)
 
-    def record(self, method: str, path: str, status: int) -> None:
+    def record(self, method: str, path: str, status: int, arrived: float) -> None:
         with self._lock:
-            self.requests.append(RequestRecord(method, path, status, time.monotonic()))
+            self.requests.append(RequestRecord(method, path, status, arrived))
 
     # -- tasks: seeding API -------------------------------------------------------------------
 

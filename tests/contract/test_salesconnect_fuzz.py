@@ -85,6 +85,7 @@ def test_emulator_survives_fuzzing(case: schemathesis.Case, fuzz_token: str) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @schema.parametrize()
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 def test_emulator_survives_long_fuzzing(case: schemathesis.Case, fuzz_token: str) -> None:
