@@ -779,9 +779,32 @@ class SyncEngine:
             link = self.store.link_by_sc(task_id)
             version = (cached.version if cached else "") or (link.sc_version if link else "")
             [result] = await sc.update([(task_id, version, changes)])
+            if not result.ok and result.error is not None and result.error.category == "conflict":
+                result = await self._retry_sc_edit(sc, task_id, cached, changes)
         else:
             [result] = await sf.update([(task_id, changes)])
         self._after_edit(side, task_id, result, changes, "edit")
+
+    async def _retry_sc_edit(
+        self, sc: SalesConnectSide, task_id: str, cached: SideTask | None, changes: dict
+    ) -> WriteResult:
+        """The task changed in Sales Connect since we last read it. If the fields the user
+        edited are as the user saw them, apply the edit on the fresh version; otherwise the
+        edit would overwrite a change the user has not seen: refuse, with the reason."""
+        fresh = (await sc.fetch([task_id])).get(task_id)
+        if fresh is None:
+            raise EngineError("The task was deleted in Sales Connect meanwhile.")
+        self.store.put_cached_tasks([fresh])
+        seen = cached.fields if cached is not None else None
+        moved = [n for n in changes if seen is None or fresh.fields.get(n) != seen.get(n)]
+        if moved:
+            self.store.save()
+            raise EngineError(
+                f"The task changed in Sales Connect meanwhile ({', '.join(moved)}); "
+                "look at the new values and edit again."
+            )
+        [result] = await sc.update([(task_id, fresh.version, changes)])
+        return result
 
     async def create_task(self, side: Side, task: Task) -> str:
         """Create a task on that side; returns its id. The next run copies it across."""
