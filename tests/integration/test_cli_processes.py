@@ -1,0 +1,167 @@
+"""The CLI as real processes: `emulators` serves both services and prints how to reach them,
+`run` keeps syncing until interrupted, and headless commands never load Textual."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.integration.file_keyring import KEYRING_FILE_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(home: Path, keyring_file: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "REMINDER_SYNC_HOME": str(home),
+        "PYTHON_KEYRING_BACKEND": "tests.integration.file_keyring.FileKeyring",
+        KEYRING_FILE_ENV: str(keyring_file),
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def _cli(env: dict[str, str], *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tui.cli", *args],
+        env=env,
+        cwd=ROOT,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _stop(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+
+
+def test_emulators_print_one_json_line_per_service_that_connect_and_sync_can_use(
+    tmp_path: Path,
+) -> None:
+    env = _env(tmp_path / "home", tmp_path / "keyring.json")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "emulators"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = [json.loads(server.stdout.readline()) for _ in range(2)]
+        services = {line["service"]: line for line in lines}
+        assert set(services) == {"salesforce", "salesconnect"}
+        for line in lines:
+            assert set(line) == {
+                "service", "base_url", "token_url", "client_id", "client_secret", "username",
+            }  # fmt: skip
+            assert line["base_url"].startswith("http://127.0.0.1:")
+        sf, sc = services["salesforce"], services["salesconnect"]
+
+        # The SF emulator is its own login host; the SC base_url is the API root.
+        connected = _cli(
+            env, "connect", "salesforce", "--login-url", sf["base_url"], "--client-id",
+            sf["client_id"], "--auth", "client-credentials", "--secret-stdin",
+            input=sf["client_secret"],
+        )  # fmt: skip
+        assert connected.returncode == 0, connected.stderr
+        connected = _cli(
+            env, "connect", "salesconnect", "--base-url", sc["base_url"], "--client-id",
+            sc["client_id"], "--token-url", sc["token_url"], "--secret-stdin",
+            input=sc["client_secret"],
+        )  # fmt: skip
+        assert connected.returncode == 0, connected.stderr
+        assert _cli(env, "enable").returncode == 0
+        token = httpx.post(
+            sf["token_url"],
+            data={
+                "grant_type": "client_credentials",
+                "client_id": sf["client_id"],
+                "client_secret": sf["client_secret"],
+            },
+        ).json()["access_token"]
+        httpx.post(
+            sf["base_url"] + "/services/data/v62.0/sobjects/Task/",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"Subject": "Seen by a real process", "Status": "Not Started"},
+        ).raise_for_status()
+
+        synced = _cli(env, "sync", "--json")
+
+        assert synced.returncode == 0, synced.stderr
+        assert json.loads(synced.stdout)["created"] == {"salesconnect": 1}
+        status = json.loads(_cli(env, "status", "--json").stdout)
+        assert status["links"] == 1
+    finally:
+        assert _stop(server) == 0
+    # Secrets stayed out of the state file.
+    state = (tmp_path / "home" / "state.json").read_text()
+    assert sf["client_secret"] not in state and sc["client_secret"] not in state
+    assert "access_token" not in state
+
+
+def test_run_keeps_syncing_until_interrupted(tmp_path: Path, sf, sc) -> None:
+    env = _env(tmp_path / "home", tmp_path / "keyring.json")
+    sf_login = [
+        "connect", "salesforce", "--login-url", sf.base_url, "--client-id", sf.client_id,
+        "--auth", "client-credentials", "--secret-stdin",
+    ]  # fmt: skip
+    assert _cli(env, *sf_login, input=sf.client_secret).returncode == 0
+    sc_login = [
+        "connect", "salesconnect", "--base-url", sc.base_url, "--client-id", sc.client_id,
+        "--secret-stdin",
+    ]  # fmt: skip
+    assert _cli(env, *sc_login, input=sc.client_secret).returncode == 0
+    assert _cli(env, "enable").returncode == 0
+    sf.create_task(Subject="Picked up by run")
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "run"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "Picked up by run" not in sc.by_name():
+            assert time.monotonic() < deadline, "run did not sync"
+            assert runner.poll() is None, runner.stderr.read()
+            time.sleep(0.2)
+    finally:
+        code = _stop(runner)
+    out = runner.stdout.read()
+    assert code == 0
+    assert "sync done" in out
+    assert "Traceback" not in runner.stderr.read()
+
+
+def test_headless_commands_never_import_textual(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from tui.cli import main\n"
+        "for args in (['--help'], ['status', '--json'], ['conflicts'], ['sync', '--help']):\n"
+        "    CliRunner().invoke(main, args)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))\n"
+    )
+    env = _env(tmp_path / "home", tmp_path / "keyring.json")
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
