@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from sync.mapping import project_to_sf
 from sync.model import FIELDS, Conflict, Link, Note, Side, SideTask
 
 
@@ -55,17 +56,20 @@ def unlinked_key(side: Side, task_id: str) -> str:
 
 
 def _differs(task: SideTask | None, link: Link, side: Side) -> list[str]:
-    """Fields of `task` that differ from the link's base (a change not yet carried across)."""
+    """Fields of `task` that differ from the link's base (a change not yet carried across).
+
+    Salesforce is compared with the base as Salesforce holds it (text cut to fit), and a
+    status/priority it holds without an SC equivalent is "not synced", not pending.
+    """
     if task is None or task.deleted:
         return []
+    expected = link.base if side is Side.SALESCONNECT else project_to_sf(link.base)
     changed = []
     for name in FIELDS:
         value = task.fields.get(name)
         if value is None and name in ("status", "priority"):
-            continue  # an unmapped SF value is "not synced", not pending
-        if name in link.notes and side is Side.SALESFORCE:
-            continue  # truncated/unmapped on SF: the base holds what was written
-        if value != link.base.get(name):
+            continue
+        if value != expected.get(name):
             changed.append(name)
     return changed
 

@@ -278,14 +278,20 @@ class SyncEngine:
         )
 
     def _remember(self, summary: RunSummary) -> None:
+        """Log the run, and keep what `status` shows in a later process (outcome, API use)."""
         with contextlib.suppress(StateError):
             self.store.audit(
                 "run",
                 f"{summary.outcome}: {summary.writes} write(s)"
                 + (f"; {summary.message}" if summary.message else ""),
                 run_id=summary.run_id,
-                category="" if summary.outcome is not Outcome.FAILED else "run",
+                category=str(summary.outcome),
             )
+            used, limit = self._api
+            if used is not None:
+                cursor = self.store.cursor(Side.SALESFORCE)
+                extra = {**cursor.extra, "api_used": str(used), "api_max": str(limit or "")}
+                self.store.put_cursor(dataclasses.replace(cursor, extra=extra))
             self.store.save()
 
     def _set_phase(self, run_id: str, phase: str, done: int = 0, total: int = 0) -> None:
@@ -729,10 +735,19 @@ class SyncEngine:
         last_success = sc_cursor.last_success
         last = self._last
         last_run = last.finished_at if last else None
-        if last_run is None:
-            entries = [e for e in self.store.activity(200) if e.get("kind") == "run"]
+        last_outcome = str(last.outcome) if last else None
+        last_message = last.message if last else ""
+        if last is None:
+            entries = [e for e in self.store.activity(500) if e.get("kind") == "run"]
             if entries:
                 last_run = datetime.fromisoformat(entries[0]["at"])
+                last_outcome = entries[0].get("category") or None
+                last_message = entries[0].get("message", "")
+        api_used, api_max = self._api
+        if api_used is None:
+            extra = self.store.cursor(Side.SALESFORCE).extra
+            api_used = int(extra["api_used"]) if extra.get("api_used") else None
+            api_max = int(extra["api_max"]) if extra.get("api_max") else None
         if not all(connections.values()):
             state = "not_connected"
         elif not settings.enabled:
@@ -751,12 +766,12 @@ class SyncEngine:
             connections=connections,
             last_run=last_run,
             last_success=last_success,
-            last_outcome=str(last.outcome) if last else None,
-            last_message=last.message if last else "",
+            last_outcome=last_outcome,
+            last_message=last_message,
             next_run=self.scheduler.next_run_at,
             retry_at=self.scheduler.retry_at,
-            api_used=self._api[0],
-            api_max=self._api[1],
+            api_used=api_used,
+            api_max=api_max,
             links=counts["links"],
             conflicts=counts["conflicts"],
             errors=counts["errors"],

@@ -130,6 +130,8 @@ def test_status_json_counts_links_conflicts_and_errors(connected_cli, sf, sc) ->
     assert (status["links"], status["conflicts"], status["errors"]) == (3, 0, 0)
     assert status["enabled"] is True
     assert status["connections"] == {"salesconnect": True, "salesforce": True}
+    assert status["last_outcome"] == "done" and status["last_run"] is not None
+    assert status["api_max"] == 15000 and 0 < status["api_used"] < 100
     text = cli("status").output
     assert "Links: 3" in text and "Conflicts: 0" in text
 
