@@ -171,6 +171,7 @@ async def connect_salesforce(
     store: StateStore | None = None,
     transport: Any = None,
     redirect_port: int | None = None,
+    open_browser: bool = True,
 ) -> str:
     """Log in to Salesforce and save the connection; returns "user@instance" for a message."""
     from sync.connectors.salesforce import SalesforceClient
@@ -202,10 +203,11 @@ async def connect_salesforce(
             login = await PkceLogin.start(config, plain, **kwargs)
             try:
                 announce(login.authorize_url)
-                with contextlib.suppress(Exception):
-                    import webbrowser
+                if open_browser:
+                    with contextlib.suppress(Exception):
+                        import webbrowser
 
-                    webbrowser.open(login.authorize_url)
+                        webbrowser.open(login.authorize_url)
                 session = await login.complete()
             finally:
                 await login.close()
@@ -253,15 +255,23 @@ async def connect_salesconnect(
         what="Sales Connect token URL",
         allowed_domains=SC_ALLOWED_DOMAINS,
     )
+    from sync.connectors.salesconnect import SalesConnectClient
+
     with _state(home, store) as state:
-        await secrets.delete(SC_ACCESS_TOKEN)
-        await secrets.set(SC_CLIENT_SECRET, secret)
-        conn = SalesConnectConnection(base_url=base_url, client_id=client_id, token_url=token_url)
-        client = _sc_client(conn, secrets, transport)
+        # Check the credentials first; nothing is kept unless they work.
+        client = SalesConnectClient(
+            base_url,
+            client_id=client_id,
+            client_secret=secret,
+            token_url=token_url,
+            transport=transport,
+        )
         try:
             user_id = await client.me()
         finally:
             await client.aclose()
+        await secrets.delete(SC_ACCESS_TOKEN)
+        await secrets.set(SC_CLIENT_SECRET, secret)
         conn = SalesConnectConnection(
             base_url=base_url, client_id=client_id, token_url=token_url, user_id=user_id
         )
@@ -278,17 +288,29 @@ async def logout(
     home: Path | None = None,
     store: StateStore | None = None,
 ) -> None:
-    """Forget tokens (and the saved connection) of each named service."""
+    """Forget tokens (and the saved connection) of each named service. Salesforce is asked to
+    revoke its token first (best effort: forgetting locally matters more)."""
     from sync.connectors.salesforce_auth import (
         SECRET_CLIENT_SECRET,
         SECRET_PRIVATE_KEY,
         SESSION_SECRETS,
+        SalesforceSession,
     )
 
     with _state(home, store) as state:
         for service in services:
             side = Side(service)
             if side is Side.SALESFORCE:
+                conn = load_connection(state, side)
+                if isinstance(conn, SalesforceConnection):
+                    session = SalesforceSession(_sf_auth_config(conn), RevealingSecrets(secrets))
+                    try:
+                        await session.start()  # loads the saved tokens to revoke them
+                        await session.logout()
+                    except Exception as exc:  # never let a revoke failure keep the tokens
+                        log.warning("Salesforce token not revoked: %s", type(exc).__name__)
+                    finally:
+                        await session.aclose()
                 names = (*SESSION_SECRETS, SECRET_CLIENT_SECRET, SECRET_PRIVATE_KEY)
             else:
                 names = SC_SECRETS
