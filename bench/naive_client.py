@@ -1,0 +1,332 @@
+"""Target 3, against a naive client: the same N creates and a 10-edit incremental pass, done by
+reminder-sync and by a script as a user would write it with simple-salesforce (one call per
+record), side by side in one run. Ratios of SF API calls (the emulator's own counter) and of
+wall time.
+
+Both clients get the same Salesforce emulator over TLS (simple-salesforce only builds https://
+URLs; the engine trusts the same self-signed certificate), each its own fresh pair of emulators.
+
+    .venv/bin/python -m bench.naive_client               # 10,000 tasks
+    .venv/bin/python -m bench.naive_client --size 200
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from simple_salesforce import Salesforce
+
+from bench.common import (
+    SC_API_PATH,
+    Rig,
+    Stopwatch,
+    edit_both_sides,
+    edits_arrived,
+    header,
+    load_average,
+    parser,
+    print_table,
+    rig,
+    seed_sc_tasks,
+    verdict,
+)
+
+EDITS = 10
+SF_VERSION = "62.0"
+CALL_RATIO_TARGET = 50
+TIME_RATIO_TARGET = 10
+
+# ----------------------------------------------------------------------------- the naive script
+# What a rep's "quick script" looks like: list Sales Connect, then one Salesforce call per task.
+
+STATUS_TO_SF = {"open": "Not Started", "complete": "Completed"}
+STATUS_TO_SC = {v: k for k, v in STATUS_TO_SF.items()}
+PRIORITY_TO_SF = {"normal": "Normal", "high": "High"}
+PRIORITY_TO_SC = {v: k for k, v in PRIORITY_TO_SF.items()}
+
+
+def sc_to_sf(task: dict) -> dict:
+    return {
+        "Subject": task["name"][:255],
+        "Status": STATUS_TO_SF[task["status"]],
+        "Priority": PRIORITY_TO_SF[task["priority"]],
+        "ActivityDate": task["due_date"],
+        "Description": task["details"] or None,
+    }
+
+
+def sc_fields(task: dict) -> tuple:
+    return (task["name"], task["status"], task["priority"], task["due_date"], task["details"] or "")
+
+
+def sf_fields(record: dict) -> tuple:
+    return (
+        record["Subject"],
+        STATUS_TO_SC.get(record["Status"], "open"),
+        PRIORITY_TO_SC.get(record["Priority"], "normal"),
+        record["ActivityDate"],
+        record["Description"] or "",
+    )
+
+
+@dataclass
+class NaiveScript:
+    sf: Salesforce
+    sc: requests.Session
+    sc_base: str
+    state_file: Path
+    links: dict[str, str] = field(default_factory=dict)  # SC id -> SF id
+    base: dict[str, tuple] = field(default_factory=dict)  # SC id -> fields as last synced
+
+    def sc_tasks(self) -> Iterator[dict]:
+        params: dict[str, Any] = {"limit": 200}
+        while True:
+            response = self.sc.get(self.sc_base + "/tasks", params=params)
+            response.raise_for_status()
+            body = response.json()
+            yield from body["tasks"]
+            if not body["next_cursor"]:
+                return
+            params["cursor"] = body["next_cursor"]
+
+    def save(self) -> None:
+        self.state_file.write_text(json.dumps({"links": self.links, "base": self.base}))
+
+    def push_new_tasks(self) -> None:
+        for task in self.sc_tasks():
+            if task["id"] in self.links:
+                continue
+            created = self.sf.Task.create(sc_to_sf(task))
+            self.links[task["id"]] = created["id"]
+            self.base[task["id"]] = sc_fields(task)
+        self.save()
+
+    def sync_edits(self, *, per_record_reads: bool) -> int:
+        """Copy changed fields either way; returns the number of writes. Salesforce is read one
+        record at a time (`per_record_reads`) or, as a more careful script would, by one SOQL
+        query over the user's tasks."""
+        if per_record_reads:
+            sf_now = {sf_id: self.sf.Task.get(sf_id) for sf_id in self.links.values()}
+        else:
+            soql = (
+                "SELECT Id, Subject, Status, Priority, ActivityDate, Description FROM Task "
+                "WHERE IsDeleted = false"
+            )
+            sf_now = {r["Id"]: r for r in self.sf.query_all(soql)["records"]}
+        writes = 0
+        for task in self.sc_tasks():
+            sc_id = task["id"]
+            sf_id = self.links.get(sc_id)
+            if sf_id is None or sf_id not in sf_now:
+                continue
+            base, on_sc, on_sf = self.base[sc_id], sc_fields(task), sf_fields(sf_now[sf_id])
+            if on_sc != base:
+                self.sf.Task.update(sf_id, sc_to_sf(task))
+                self.base[sc_id] = on_sc
+                writes += 1
+            elif on_sf != base:
+                record = sf_now[sf_id]
+                body = {
+                    "name": record["Subject"],
+                    "status": on_sf[1],
+                    "priority": on_sf[2],
+                    "due_date": record["ActivityDate"],
+                    "details": record["Description"] or "",
+                }
+                response = self.sc.patch(
+                    f"{self.sc_base}/tasks/{sc_id}",
+                    json=body,
+                    headers={"If-Match": str(task["version"])},
+                )
+                response.raise_for_status()
+                self.base[sc_id] = on_sf
+                writes += 1
+        self.save()
+        return writes
+
+
+def naive_script(the_rig: Rig) -> NaiveScript:
+    """simple-salesforce and requests, logged in as a user would (client credentials)."""
+    assert the_rig.cert is not None
+    sf_session = requests.Session()
+    sf_session.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment beats .verify
+    sf_session.verify = the_rig.cert.certfile
+    sf_config = the_rig.sf.config
+    token = sf_session.post(
+        the_rig.sf_server.base_url + "/services/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": sf_config.client_id,
+            "client_secret": sf_config.client_secret,
+        },
+    ).json()
+    sf = Salesforce(
+        instance_url=token["instance_url"],
+        session_id=token["access_token"],
+        version=SF_VERSION,
+        session=sf_session,
+    )
+    sc_session = requests.Session()
+    sc_session.trust_env = False
+    sc_config = the_rig.sc.config
+    sc_token = sc_session.post(
+        the_rig.sc_server.base_url + SC_API_PATH + "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": sc_config.client_id,
+            "client_secret": sc_config.client_secret,
+        },
+    ).json()["access_token"]
+    sc_session.headers["Authorization"] = f"Bearer {sc_token}"
+    return NaiveScript(sf, sc_session, the_rig.sc_base_url, the_rig.home.parent / "naive.json")
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Measured:
+    client: str
+    step: str
+    sf_calls: int
+    sc_calls: int
+    seconds: float
+    ok: bool
+
+
+def measure(the_rig: Rig, client: str, step: str, action: Any) -> tuple[Measured, Any]:
+    sf_before, sc_before = the_rig.sf_calls(), the_rig.sc_calls()
+    with Stopwatch() as watch:
+        result = action()
+    measured = Measured(
+        client,
+        step,
+        the_rig.sf_calls() - sf_before,
+        the_rig.sc_calls() - sc_before,
+        watch.seconds,
+        True,
+    )
+    return measured, result
+
+
+async def run_naive(size: int, per_record_reads: bool) -> list[Measured]:
+    label = "naive script" + (" (per-record reads)" if per_record_reads else " (SOQL reads)")
+    async with rig(tls=True) as the_rig:
+        engine = the_rig.build_engine()  # only to switch sync on in SC, as the app would
+        await engine.set_enabled(True, start=False)
+        await the_rig.close_engine(engine)
+        time.sleep(0.01)
+        seed_sc_tasks(the_rig.sc, size)
+        script = naive_script(the_rig)
+        creates, _ = measure(the_rig, label, f"{size:,} creates", script.push_new_tasks)
+        creates.ok = len(the_rig.sf.tasks()) == size
+        links = [_Link(sc, sf) for sc, sf in script.links.items()]
+        expect = edit_both_sides(the_rig, links, EDITS)
+        edits, writes = measure(
+            the_rig,
+            label,
+            f"{EDITS} edits",
+            lambda: script.sync_edits(per_record_reads=per_record_reads),
+        )
+        edits.ok = writes == EDITS and edits_arrived(the_rig, expect)
+        return [creates, edits]
+
+
+@dataclass(frozen=True)
+class _Link:
+    sc_id: str
+    sf_id: str
+
+
+async def run_engine(size: int) -> list[Measured]:
+    label = "reminder-sync"
+    async with rig(tls=True) as the_rig:
+        engine = the_rig.build_engine()
+        await engine.set_enabled(True, start=False)
+        time.sleep(0.01)
+        seed_sc_tasks(the_rig.sc, size)
+        sf_before, sc_before = the_rig.sf_calls(), the_rig.sc_calls()
+        with Stopwatch() as watch:
+            first = await engine.run_once()
+            # The next run reads back what the first one wrote; it belongs to the creates' cost.
+            settle = await engine.run_once()
+        creates = Measured(
+            label,
+            f"{size:,} creates (+ next idle run)",
+            the_rig.sf_calls() - sf_before,
+            the_rig.sc_calls() - sc_before,
+            watch.seconds,
+            first.outcome == "done" and settle.writes == 0 and len(the_rig.sf.tasks()) == size,
+        )
+        expect = edit_both_sides(the_rig, list(engine.store.links().values()), EDITS)
+        sf_before, sc_before = the_rig.sf_calls(), the_rig.sc_calls()
+        with Stopwatch() as watch:
+            summary = await engine.run_once()
+        edits = Measured(
+            label,
+            f"{EDITS} edits",
+            the_rig.sf_calls() - sf_before,
+            the_rig.sc_calls() - sc_before,
+            watch.seconds,
+            summary.writes == EDITS and edits_arrived(the_rig, expect),
+        )
+        return [creates, edits]
+
+
+def _ratio(naive: float, ours: float) -> str:
+    return f"{naive / ours:.1f}x" if ours else "inf"
+
+
+async def main(size: int, smarter: bool = True) -> dict[str, list[Measured]]:
+    header(f"reminder-sync against a naive simple-salesforce script, {size:,} tasks")
+    results = {"engine": await run_engine(size), "naive": await run_naive(size, True)}
+    if smarter:
+        results["soql"] = await run_naive(size, False)
+    rows = []
+    for key in ("engine", "naive", "soql"):
+        for m in results.get(key, []):
+            rows.append((m.client, m.step, m.sf_calls, m.sc_calls, m.seconds, m.ok))
+    print_table(
+        f"Side by side (load average {load_average()})",
+        ("client", "step", "SF calls", "SC calls", "wall s", "result correct"),
+        rows,
+    )
+    ratio_rows = []
+    for key, name in (("naive", "per-record reads"), ("soql", "SOQL reads")):
+        if key not in results:
+            continue
+        for ours, theirs in zip(results["engine"], results[key], strict=True):
+            call_ratio = theirs.sf_calls / max(1, ours.sf_calls)
+            time_ratio = theirs.seconds / ours.seconds if ours.seconds else float("inf")
+            ratio_rows.append(
+                (
+                    f"naive ({name})",
+                    theirs.step,
+                    _ratio(theirs.sf_calls, ours.sf_calls),
+                    _ratio(theirs.seconds, ours.seconds),
+                    verdict(call_ratio >= CALL_RATIO_TARGET and time_ratio >= TIME_RATIO_TARGET)
+                    if key == "naive"
+                    else "(reference)",
+                )
+            )
+    print_table(
+        f"Ratios, naive / reminder-sync (target: >= {CALL_RATIO_TARGET}x fewer SF calls, "
+        f">= {TIME_RATIO_TARGET}x faster)",
+        ("against", "step", "SF calls ratio", "wall time ratio", "target"),
+        ratio_rows,
+    )
+    return results
+
+
+if __name__ == "__main__":
+    p = parser(__doc__.splitlines()[0], 10_000)
+    p.add_argument("--no-soql", action="store_true", help="skip the SOQL-reading script")
+    args = p.parse_args()
+    asyncio.run(main(args.size, smarter=not args.no_soql))
