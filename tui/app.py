@@ -20,6 +20,7 @@ from textual import on
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -217,14 +218,17 @@ class ReminderSyncApp(App[str | None]):
 
     def refresh_screens(self, *, rows: bool = True) -> None:
         """Let every open screen re-read what it shows from the engine."""
-        for screen in self.screen_stack:
-            refresh = getattr(screen, "refresh_from_engine", None)
-            if refresh is not None:
-                refresh(rows=rows)
-            elif rows and hasattr(screen, "refresh_rows"):
-                screen.refresh_rows()
-            elif hasattr(screen, "refresh_status"):
-                screen.refresh_status()
+        for screen in list(self.screen_stack):
+            try:
+                refresh = getattr(screen, "refresh_from_engine", None)
+                if refresh is not None:
+                    refresh(rows=rows)
+                elif rows and hasattr(screen, "refresh_rows"):
+                    screen.refresh_rows()
+                elif hasattr(screen, "refresh_status"):
+                    screen.refresh_status()
+            except NoMatches:
+                continue  # a screen being torn down (the app is closing)
 
     # -- what the screens ask of the app ------------------------------------------------------
 

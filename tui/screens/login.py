@@ -30,7 +30,7 @@ DEFAULT_SF_LOGIN = "https://login.salesforce.com"
 
 
 class Accounts:
-    """What the screens need to connect and disconnect; wraps `sync.connect`.
+    """What the screens need to connect and disconnect; wraps `sync.connections`.
 
     After a change the engine re-reads its connections, so the next run uses them.
     """
@@ -50,9 +50,8 @@ class Accounts:
     async def login_salesforce(
         self, *, login_url: str, client_id: str, announce: Callable[[str], None]
     ) -> str:
-        from sync.connect import connect_salesforce
-
         from sync.config import check_url
+        from sync.connections import connect_salesforce
 
         check_url(login_url, what="login URL")
         info = await connect_salesforce(
@@ -60,9 +59,8 @@ class Accounts:
             login_url=login_url,
             client_id=client_id,
             auth="pkce",
-            secret=None,
-            username=None,
             announce=announce,
+            **self._store_kwargs(connect_salesforce),
         )
         await self._reload()
         return str(info)
@@ -70,9 +68,8 @@ class Accounts:
     async def login_salesconnect(
         self, *, base_url: str, client_id: str, token_url: str | None, secret: str
     ) -> str:
-        from sync.connect import connect_salesconnect
-
         from sync.config import check_url
+        from sync.connections import connect_salesconnect
 
         check_url(base_url, what="API root")
         if token_url:
@@ -83,6 +80,7 @@ class Accounts:
             client_id=client_id,
             token_url=token_url or None,
             secret=secret,
+            **self._store_kwargs(connect_salesconnect),
         )
         await self._reload()
         return str(info)
@@ -196,8 +194,8 @@ class LoginScreen(ModalScreen[bool]):
             return
         if event.state is WorkerState.SUCCESS:
             self.app.notify(f"Connected to {self.side.label} as {sanitize(event.worker.result)}.")
-            self.rs_app.refresh_screens()
             self.dismiss(True)
+            self.app.call_later(self.rs_app.refresh_screens)
         elif event.state is WorkerState.ERROR:
             error = event.worker.error
             message = sanitize(getattr(error, "message", None) or str(error))

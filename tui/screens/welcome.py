@@ -51,10 +51,27 @@ class WelcomeScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#demo", Button).focus()
+        self._ready = True
+        self.refresh_from_engine()
 
     def refresh_from_engine(self, *, rows: bool = True) -> None:
-        if not self.rs_app.needs_welcome():
+        """Show which side is connected; once both are, make way for the dashboard."""
+        if not getattr(self, "_ready", False):
+            return
+        connections = self.rs_app.engine.status().connections
+        for side in (Side.SALESFORCE, Side.SALESCONNECT):
+            button = self.query_one(f"#login-{side.value}", Button)
+            key = "f" if side is Side.SALESFORCE else "c"
+            if connections.get(side.value):
+                button.label = f"{side.label}: connected ✓"
+                button.disabled = True
+            else:
+                button.label = f"Log in to {side.label} ({key})"
+        if all(connections.values()) and self.is_current:
             self.dismiss()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_from_engine()
 
     @on(Button.Pressed, "#demo")
     def action_demo(self) -> None:
