@@ -239,8 +239,14 @@ class SyncEngine:
                 summary = self._failed(
                     run_id, started, reason, dry_run, exc.category, exc.message, exc.retry_at
                 )
-            except (StateError, ConfigError, EngineError) as exc:
+            except ConfigError as exc:
+                summary = self._failed(run_id, started, reason, dry_run, "auth", str(exc), None)
+            except (StateError, EngineError) as exc:
                 summary = self._failed(run_id, started, reason, dry_run, "internal", str(exc), None)
+            except Exception as exc:  # a bug: reported like any failure, details in the log
+                log.exception("sync run %s failed", run_id)
+                message = f"Internal error ({type(exc).__name__}); the details are in the log."
+                summary = self._failed(run_id, started, reason, dry_run, "internal", message, None)
             finally:
                 self._running = False
                 self._phase = ""

@@ -431,6 +431,8 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def _print_summary(summary: Any) -> None:
+    from sync.events import Outcome
+
     if summary.dry_run:
         click.echo(f"Dry run: {len(summary.planned)} planned change(s); nothing was written.")
         for change in summary.planned:
@@ -438,6 +440,8 @@ def _print_summary(summary: Any) -> None:
         if summary.conflicts:
             click.echo(f"  {summary.conflicts} conflict(s) would wait for you.")
         return
+    if summary.outcome in (Outcome.FAILED, Outcome.LIMIT, Outcome.DISABLED):
+        return  # the one-line message on stderr says it all
     click.echo(f"Sync {summary.outcome}: {summary.writes} write(s).")
     click.echo(f"  created: {_counts(summary.created)}")
     click.echo(f"  updated: {_counts(summary.updated)}")
