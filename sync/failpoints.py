@@ -3,7 +3,7 @@
 `REMINDER_SYNC_FAILPOINT=after_remote_create` makes the process die (os._exit, no cleanup, no
 state save: like SIGKILL) the first time it reaches that point. Unset, `failpoint` costs one
 dictionary lookup. Points: before/after_remote_create, before/after_remote_update,
-before/after_remote_delete, before/after_state_save, after_journal_write.
+before/after_remote_delete, after_journal_confirm, before/after_state_save.
 """
 
 from __future__ import annotations
