@@ -68,10 +68,16 @@ _ESCAPES = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
+_ESCAPE_STARTS = "\x1b\x90\x98\x9b\x9d\x9e\x9f"  # no escape sequence without one of these
 # Bidi embedding/override/isolate controls and marks: they can make text display reversed.
 _BIDI = dict.fromkeys(
     map(ord, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 )
+
+
+# C0 and C1 control characters except tab and newline (CR is turned into LF first), DEL, and
+# lone surrogates (they cannot be stored or shown).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def sanitize_text(value: Any) -> str:
@@ -79,11 +85,10 @@ def sanitize_text(value: Any) -> str:
     (except newline and tab) and bidi controls removed. Non-strings become ""."""
     if not isinstance(value, str):
         return ""
-    text = _ESCAPES.sub("", value).translate(_BIDI)
+    text = _ESCAPES.sub("", value) if any(c in value for c in _ESCAPE_STARTS) else value
+    text = text.translate(_BIDI)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return "".join(
-        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs")
-    )
+    return _CONTROLS.sub("", text)
 
 
 def normalize_text(value: Any) -> str:
@@ -98,7 +103,7 @@ def normalize_text(value: Any) -> str:
 
 def sf_units(text: str) -> int:
     """Length as Salesforce may count it (UTF-16 code units): the safe upper bound."""
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def fit(text: str, limit: int) -> str:
@@ -106,16 +111,15 @@ def fit(text: str, limit: int) -> str:
     if sf_units(text) <= limit:
         return text
     budget = limit - sf_units(ELLIPSIS)
-    out: list[str] = []
-    used = 0
-    for ch in text:
-        size = 2 if ord(ch) > 0xFFFF else 1
-        if used + size > budget:
-            break
-        out.append(ch)
-        used += size
+    head = text[:budget]
+    while (excess := sf_units(head) - budget) > 0:  # astral characters count twice
+        head = head[: len(head) - (excess + 1) // 2]
     # The cut must itself be a normalised value, or reading it back would look like an edit.
-    return normalize_text("".join(out)) + ELLIPSIS
+    cut = normalize_text(head)
+    while sf_units(cut) > budget:  # NFC can, rarely, lengthen text
+        head = head[:-1]
+        cut = normalize_text(head)
+    return cut + ELLIPSIS
 
 
 # --- dates and times ------------------------------------------------------------------------

@@ -282,11 +282,20 @@ def test_sf_record_text_is_sanitised_at_the_boundary():
     assert task.fields.name == "click"
 
 
-def test_fit_counts_utf16_units_and_never_exceeds_the_limit():
-    text = "😀" * 200  # 400 UTF-16 units
+@pytest.mark.parametrize(
+    "text",
+    ["😀" * 200, "😀" * 130, "a" + "😀" * 128, "ab" * 100 + "😀" * 40],
+    ids=["emoji-200", "emoji-130", "odd-offset", "mixed"],
+)
+def test_fit_counts_utf16_units_and_never_exceeds_the_limit(text):
     cut = fit(text, SF_SUBJECT_MAX)
     assert sf_units(cut) <= SF_SUBJECT_MAX
+    assert sf_units(cut) >= SF_SUBJECT_MAX - 2  # cut no shorter than needed
     assert cut.endswith(ELLIPSIS)
+    assert text.startswith(cut[:-1])
+
+
+def test_fit_of_short_text_is_the_text():
     assert fit("short", SF_SUBJECT_MAX) == "short"
 
 
