@@ -86,6 +86,8 @@ def cli_startup(home: Path, repeat: int) -> list[tuple[str, float, float]]:
 
     Byte-code caching is left on (an installed package has its .pyc files), and one warm-up
     start is not counted."""
+    if repeat <= 0:
+        return []
     env = {**os.environ, "REMINDER_SYNC_HOME": str(home)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     rows = []
@@ -106,19 +108,28 @@ async def main(size: int, repeat: int) -> list[RunResult]:
     header(f"Incremental run, {EDITS} edits among {size:,} links")
     async with rig() as the_rig:
         imported = await import_links(the_rig, size)
-        # An hour later: the steady state (the links are not all brand new, so the 2-minute
-        # re-read overlap of the Salesforce watermark covers only the new edits).
+        # An hour later: the links are not brand new any more.
         the_rig.advance(hours=1)
         results = []
-        # As `reminder-sync sync` runs it: a fresh engine that loads the state first.
+        # As `reminder-sync sync` runs it: a fresh engine that loads the state first. The first
+        # run after the import still re-reads the imported tasks (the SF watermark sits at the
+        # import; see docs/benchmarks.md), so it is shown apart from the steady state.
         with Stopwatch() as opening:
             engine = the_rig.build_engine()
         results.append(
-            await measured_run(the_rig, engine, "fresh engine (CLI sync)", opening.seconds)
+            await measured_run(the_rig, engine, "fresh engine, first run after import", 0.0)
+        )
+        results[-1].open_seconds = opening.seconds
+        await the_rig.close_engine(engine)
+        the_rig.advance(minutes=5)
+        with Stopwatch() as opening:
+            engine = the_rig.build_engine()
+        results.append(
+            await measured_run(the_rig, engine, "fresh engine (CLI sync), steady", opening.seconds)
         )
         # As the dashboard and `reminder-sync run` do: the same engine, the next poll.
         the_rig.advance(minutes=5)
-        results.append(await measured_run(the_rig, engine, "long-lived engine (next poll)", 0.0))
+        results.append(await measured_run(the_rig, engine, "long-lived engine, next poll", 0.0))
         with Stopwatch() as closing:
             await the_rig.close_engine(engine)
         startup = cli_startup(the_rig.home, repeat)
@@ -168,11 +179,12 @@ async def main(size: int, repeat: int) -> list[RunResult]:
             ("engine close (s)", closing.seconds),
         ],
     )
-    print_table(
-        f"CLI start-up ({repeat} runs each, state with {size:,} links)",
-        ("command", "median s", "min s"),
-        startup,
-    )
+    if startup:
+        print_table(
+            f"CLI start-up ({repeat} runs each, state with {size:,} links)",
+            ("command", "median s", "min s"),
+            startup,
+        )
     return results
 
 

@@ -236,6 +236,8 @@ async def run_naive(size: int, per_record_reads: bool) -> list[Measured]:
             lambda: script.sync_edits(per_record_reads=per_record_reads),
         )
         edits.ok = writes == EDITS and edits_arrived(the_rig, expect)
+        script.sf.session.close()
+        script.sc.close()
         return [creates, edits]
 
 

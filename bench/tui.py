@@ -1,0 +1,195 @@
+"""Target 5, the dashboard: first paint with N links; while an N-task sync runs, the largest gap
+of a heartbeat timer (event-loop stall) and how fast a key press is answered.
+
+Textual's own test harness (`App.run_test`, Pilot) drives the real app over the real engine on
+the emulators. A key press is timed from `pilot.press` until the app shows the effect (the help
+screen is open, then closed again).
+
+    .venv/bin/python -m bench.tui                  # 10,000 links / tasks
+    .venv/bin/python -m bench.tui --size 200
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.common import (
+    Stopwatch,
+    header,
+    import_links,
+    load_average,
+    parser,
+    print_table,
+    rig,
+    seed_sc_tasks,
+    verdict,
+)
+
+SIZE = (120, 40)
+PAINT_TARGET = 1.0
+STALL_TARGET = 0.050
+KEY_TARGET = 0.100
+HEARTBEAT = 0.010
+
+
+@dataclass
+class Heartbeat:
+    """A Textual interval timer; its largest gap beyond the interval is the worst loop stall."""
+
+    ticks: list[float] = field(default_factory=list)
+
+    def beat(self) -> None:
+        self.ticks.append(time.perf_counter())
+
+    def gaps(self, start: float = 0.0, end: float = float("inf")) -> list[float]:
+        ticks = [t for t in self.ticks if start <= t <= end]
+        return [b - a for a, b in itertools.pairwise(ticks)]
+
+
+async def _wait(pilot: Any, condition: Any, timeout: float, what: str) -> None:
+    deadline = time.perf_counter() + timeout
+    while not condition():
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"gave up waiting for {what}")
+        await pilot.pause(0.01)
+
+
+async def _key_latency(pilot: Any, app: Any) -> float:
+    """Press ? and wait for the help screen; Escape back. Returns the slower of the two."""
+    from tui.screens.help import HelpScreen
+
+    start = time.perf_counter()
+    await pilot.press("question_mark")
+    await _wait(pilot, lambda: isinstance(app.screen, HelpScreen), 30, "the help screen")
+    opened = time.perf_counter() - start
+    start = time.perf_counter()
+    await pilot.press("escape")
+    await _wait(pilot, lambda: not isinstance(app.screen, HelpScreen), 30, "the help to close")
+    return max(opened, time.perf_counter() - start)
+
+
+async def first_paint(size: int) -> dict[str, Any]:
+    from tui.app import ReminderSyncApp
+    from tui.screens.dashboard import DashboardScreen
+
+    async with rig() as the_rig:
+        await import_links(the_rig, size)
+        the_rig.advance(hours=1)
+        engine = the_rig.build_engine()
+        await engine.update_settings(poll_interval=3600)
+        app = ReminderSyncApp(engine, run_engine=False, clock=the_rig.now)
+        started = time.perf_counter()
+        async with app.run_test(size=SIZE) as pilot:
+            await _wait(
+                pilot,
+                lambda: isinstance(app.screen, DashboardScreen) and app.screen.is_mounted,
+                60,
+                "the dashboard",
+            )
+            await pilot.pause()  # one refresh: the first frame is drawn
+            first = time.perf_counter() - started
+            shown_default = app.screen.table.row_count
+            # The All view holds every link: the whole table at once.
+            with Stopwatch() as all_view:
+                await pilot.press("v")
+                await pilot.pause()
+            shown_all = app.screen.table.row_count
+            key = await _key_latency(pilot, app)
+        return {
+            "first_paint": first,
+            "rows_default": shown_default,
+            "all_view": all_view.seconds,
+            "rows_all": shown_all,
+            "key_idle": key,
+            "links": len(engine.store.links()),
+        }
+
+
+async def during_sync(size: int) -> dict[str, Any]:
+    from tui.app import ReminderSyncApp
+
+    async with rig() as the_rig:
+        engine = the_rig.build_engine()
+        await engine.update_settings(poll_interval=3600)
+        await engine.set_enabled(True, start=False)
+        time.sleep(0.01)
+        seed_sc_tasks(the_rig.sc, size)
+        app = ReminderSyncApp(engine, run_engine=True, clock=the_rig.now)
+        heart = Heartbeat()
+        keys: list[float] = []
+        async with app.run_test(size=SIZE) as pilot:
+            app.set_interval(HEARTBEAT, heart.beat)
+            await _wait(pilot, lambda: app.sync_running, 60, "the first sync to start")
+            started = time.perf_counter()
+            while app.sync_running:
+                keys.append(await _key_latency(pilot, app))
+                await pilot.pause(0.2)
+            ended = time.perf_counter()
+            await pilot.pause(0.1)
+        gaps = heart.gaps(started, ended)
+        return {
+            "sync_seconds": ended - started,
+            "links": len(engine.store.links()),
+            "max_gap": max(gaps) if gaps else float("nan"),
+            "p99_gap": statistics.quantiles(gaps, n=100)[98] if len(gaps) > 100 else max(gaps),
+            "stalls_over_50ms": sum(1 for g in gaps if g > STALL_TARGET),
+            "beats": len(gaps),
+            "keys": keys,
+        }
+
+
+async def main(size: int) -> dict[str, Any]:
+    header(f"Dashboard with {size:,} links")
+    paint = await first_paint(size)
+    sync = await during_sync(size)
+    print_table(
+        f"Dashboard ({SIZE[0]}x{SIZE[1]}, load average {load_average()})",
+        ("measure", "value", "target", "result"),
+        [
+            (
+                f"first paint, {paint['links']:,} links (Command Center: {paint['rows_default']:,}"
+                " rows)",
+                f"{paint['first_paint']:.3f} s",
+                f"< {PAINT_TARGET:.0f} s",
+                verdict(paint["first_paint"] < PAINT_TARGET),
+            ),
+            (
+                f"switch to All view ({paint['rows_all']:,} rows)",
+                f"{paint['all_view']:.3f} s",
+                "-",
+                "-",
+            ),
+            ("key press answered, idle", f"{paint['key_idle'] * 1000:.0f} ms", "-", "-"),
+            (
+                f"largest heartbeat gap during a {size:,}-task sync "
+                f"({sync['sync_seconds']:.1f} s, {sync['beats']} beats)",
+                f"{sync['max_gap'] * 1000:.0f} ms",
+                f"<= {STALL_TARGET * 1000:.0f} ms",
+                verdict(sync["max_gap"] <= STALL_TARGET),
+            ),
+            (
+                "  99th percentile gap / gaps over 50 ms",
+                f"{sync['p99_gap'] * 1000:.0f} ms / {sync['stalls_over_50ms']}",
+                "-",
+                "-",
+            ),
+            (
+                f"key press answered during the sync (worst of {len(sync['keys'])})",
+                f"{max(sync['keys'], default=float('nan')) * 1000:.0f} ms",
+                f"<= {KEY_TARGET * 1000:.0f} ms",
+                verdict(bool(sync["keys"]) and max(sync["keys"]) <= KEY_TARGET),
+            ),
+            ("links after the sync", f"{sync['links']:,}", f"{size:,}", sync["links"] == size),
+        ],
+    )
+    return {"paint": paint, "sync": sync}
+
+
+if __name__ == "__main__":
+    args = parser(__doc__.splitlines()[0], 10_000).parse_args()
+    asyncio.run(main(args.size))

@@ -1,0 +1,65 @@
+"""The benchmarks still run: each bench script at a tiny size prints its table, and the counts it
+reports hold (Salesforce API calls within the bound, edits arrived). No timing is asserted here:
+speed is judged by the full-size runs recorded in docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import first_import, growth, incremental, naive_client, tui
+from bench.common import sf_allowed, sf_lower_bound
+
+TINY = 40
+
+
+async def test_first_import_stays_within_the_api_bound_both_ways(capsys) -> None:
+    results = await first_import.main(TINY)
+    out = capsys.readouterr().out
+    assert "### First import" in out and "Sales Connect -> Salesforce" in out
+    for result in results:
+        assert result.complete, result
+        assert result.calls_ok, f"{result.direction}: {result.sf_calls} > {result.allowed}"
+
+
+async def test_incremental_run_spends_at_most_six_calls_once_settled(capsys) -> None:
+    results = await incremental.main(TINY, repeat=0)
+    out = capsys.readouterr().out
+    assert "### Incremental run" in out
+    assert all(r.arrived and r.updated == incremental.EDITS for r in results)
+    steady = [r for r in results if "first run after import" not in r.label]
+    assert steady and all(r.sf_calls <= incremental.MAX_SF_CALLS for r in steady), steady
+
+
+async def test_naive_script_makes_a_call_per_record_and_the_engine_batches(capsys) -> None:
+    results = await naive_client.main(TINY, smarter=False)
+    out = capsys.readouterr().out
+    assert "### Ratios, naive / reminder-sync" in out
+    ours_creates, ours_edits = results["engine"]
+    naive_creates, naive_edits = results["naive"]
+    assert all(m.ok for m in (*results["engine"], *results["naive"]))
+    assert naive_creates.sf_calls >= TINY  # one per record
+    assert naive_edits.sf_calls >= TINY
+    # The creates, plus the next run reading them back once.
+    assert ours_creates.sf_calls <= sf_allowed(sf_lower_bound(read=TINY, written=TINY))
+    assert ours_edits.sf_calls <= incremental.MAX_SF_CALLS
+
+
+async def test_growth_reports_import_save_and_rss_from_the_engine_process(capsys) -> None:
+    results = await growth.main([TINY])
+    out = capsys.readouterr().out
+    assert "### Growth: first import" in out and "### Peak RSS" in out
+    (only,) = results
+    assert only.arrived
+    assert only.peak_rss_mb > 0 and only.state_mb > 0
+    assert len(only.run["saves"]) >= 1
+
+
+@pytest.mark.timeout(60)
+async def test_tui_bench_paints_and_survives_a_sync(capsys) -> None:
+    result = await tui.main(TINY)
+    out = capsys.readouterr().out
+    assert "### Dashboard" in out
+    assert result["paint"]["links"] == TINY
+    assert result["paint"]["rows_all"] == TINY
+    assert result["sync"]["links"] == TINY
+    assert result["sync"]["beats"] > 0
