@@ -26,7 +26,7 @@ from sync.model import (
     frozen_map,
     settle_base,
 )
-from sync.plan import conflict_id, plan
+from sync.plan import command_center, conflict_id, local_today, plan
 
 ENABLED = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 NOW = ENABLED + timedelta(hours=1)
@@ -554,3 +554,63 @@ def test_every_decision_table_row_has_a_test_named_after_it():
     tests = {n for n in dir(module) if n.startswith("test_row_")}
     documented = {f"test_row_{i}_{n}" for i, n in rows}
     assert tests <= documented, f"tests for rows not in the table: {tests - documented}"
+
+
+# --- beyond the table: bad input and the Command Center helper ------------------------------
+
+
+def test_misfiled_and_id_less_tasks_are_skipped_not_raised():
+    misfiled = sf("f9")  # an SF task handed in as an SC task
+    no_id = sc("")
+    result = plan([link()], [misfiled, no_id], [], SETTINGS, NOW)
+    assert not result.actions
+    assert sorted(s.reason for s in result.skipped) == [
+        "a task without an id",
+        "given as a Sales Connect task",
+    ]
+
+
+def test_a_live_record_beats_a_tombstone_for_the_same_id():
+    # SF undelete: the deleted record and the restored one arrive in the same run.
+    result = plan([link()], [], [gone(Side.SALESFORCE, "f1"), sf()], SETTINGS, NOW)
+    assert result.is_empty
+
+
+def test_answer_for_a_conflict_that_is_gone_is_used_up():
+    stale = Resolution("fields:s1|f1", frozen_map({"name": Choice.TAKE_SALESCONNECT}))
+    result = plan([link()], [], [], SETTINGS, NOW, resolutions=[stale])
+    assert result.is_empty and result.resolved == ("fields:s1|f1",)
+
+
+class Row:
+    def __init__(self, key, sc_task=None, sf_task=None):
+        self.key, self.sc, self.sf = key, sc_task, sf_task
+
+
+def test_command_center_keeps_today_and_tomorrow_in_the_users_time_zone():
+    now = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)  # already 1 December in Auckland
+    assert local_today("Pacific/Auckland", now) == date(2026, 12, 1)
+    assert local_today("America/New_York", now) == date(2026, 11, 30)
+    tasks = {d: BASE.replace(due_date=d) for d in (date(2026, 11, 30), date(2026, 12, 1))}
+    tasks |= {d: BASE.replace(due_date=d) for d in (date(2026, 12, 2), date(2026, 12, 3))}
+    undated = BASE.replace(due_date=None)
+    items = [*tasks.values(), undated]
+    auckland = command_center(items, "Pacific/Auckland", now)
+    assert [t.due_date for t in auckland] == [date(2026, 12, 1), date(2026, 12, 2)]
+    new_york = command_center(items, "America/New_York", now)
+    assert [t.due_date for t in new_york] == [date(2026, 11, 30), date(2026, 12, 1)]
+    rows = [
+        Row(
+            "a",
+            sc_task=sc(fields=tasks[date(2026, 12, 3)]),
+            sf_task=sf(fields=tasks[date(2026, 12, 2)]),
+        ),
+        Row("b", sf_task=sf(fields=undated)),
+        Row("c", sc_task=sc(fields=tasks[date(2026, 12, 1)])),
+    ]
+    assert [r.key for r in command_center(rows, "Pacific/Auckland", now)] == ["a", "c"]
+
+
+def test_command_center_rejects_an_unknown_time_zone_clearly():
+    with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
+        command_center([], "Mars/Olympus", NOW)
