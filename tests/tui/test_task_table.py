@@ -88,3 +88,26 @@ async def test_markup_and_escape_sequences_show_literally() -> None:
         table.show([RowView("a", (Text("!"), plain("[/x] \x1b[2Jboom"), Text("")))])
         await pilot.pause()
         assert str(table.get_cell("a", "name")) == "[/x] boom"
+
+
+async def test_ten_thousand_rows_update_by_diff_not_rebuild() -> None:
+    app = TableApp()
+    async with app.run_test(size=(80, 20)) as pilot:
+        table = app.query_one(TaskTable)
+        rows = [row(f"k{i}", f"Task {i}", due="Mar 14") for i in range(10_000)]
+        assert table.show(rows).rebuilt
+        await pilot.pause()
+        rows[5000] = row("k5000", "Task 5000 (renamed)", due="Mar 14")
+        stats = table.show(rows)
+        assert (stats.rebuilt, stats.updated_cells, stats.added, stats.sorted) == (
+            False,
+            1,
+            0,
+            False,
+        )
+        assert str(table.get_cell("k5000", "name")) == "Task 5000 (renamed)"
+        stats = table.show([*rows[:-3], row("new", "A new task")])
+        assert (stats.rebuilt, stats.removed, stats.added) == (False, 3, 1)
+        assert table.row_count == 9_998
+        stats = table.show(rows[:2000])  # most rows left: one rebuild, not 8,000 removals
+        assert stats.rebuilt and table.row_count == 2000

@@ -47,21 +47,30 @@ class SettingsScreen(Screen):
         settings = self.rs_app.engine.settings
         with VerticalScroll(id="settings-body"):
             yield Label("Settings", classes="screen-title")
-            yield Checkbox(ENABLE_LABEL, value=bool(settings.enabled), id="enabled")
+            yield Checkbox(ENABLE_LABEL, value=bool(settings.enabled), id="enabled", compact=True)
             yield Static(id="enabled-note", classes="note")
             yield Label("Connections", classes="section")
             for side in (Side.SALESCONNECT, Side.SALESFORCE):
                 with Horizontal(classes="connection"):
                     yield Static(id=f"conn-{side.value}", classes="conn-state")
-                    yield Button("Log in", id=f"login-{side.value}", classes="small")
-                    yield Button("Log out", id=f"logout-{side.value}", classes="small")
+                    yield Button("Log in", id=f"login-{side.value}", classes="small", compact=True)
+                    yield Button(
+                        "Log out", id=f"logout-{side.value}", classes="small", compact=True
+                    )
             yield Label("Schedule", classes="section")
             with Horizontal(classes="field"):
                 yield Label("Poll every (seconds)", classes="field-label")
-                yield Input(str(settings.poll_interval), id="poll_interval", type="integer")
+                yield Input(
+                    str(settings.poll_interval), id="poll_interval", type="integer", compact=True
+                )
             with Horizontal(classes="field"):
                 yield Label("Time zone for “today”", classes="field-label")
-                yield Input(settings.timezone, id="timezone", placeholder="local or Europe/Paris")
+                yield Input(
+                    settings.timezone,
+                    id="timezone",
+                    placeholder="local or Europe/Paris",
+                    compact=True,
+                )
             yield Label("When the same field changed on both sides", classes="section")
             for field_name in FIELDS:
                 with Horizontal(classes="field"):
@@ -71,6 +80,7 @@ class SettingsScreen(Screen):
                         value=Policy(settings.policy(field_name)),
                         allow_blank=False,
                         id=f"policy-{field_name}",
+                        compact=True,
                     )
             yield Static(id="settings-error")
             with Horizontal(classes="buttons"):
