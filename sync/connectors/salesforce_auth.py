@@ -96,14 +96,48 @@ class SecretStore(Protocol):
     async def delete(self, key: str) -> None: ...
 
 
+def _store_failure(exc: Exception, what: str) -> ServiceError:
+    # The store's own message says what to do (unlock the keyring...) and never holds a value.
+    return ServiceError(
+        f"Could not {what} the Salesforce login in the keyring: {clean_text(exc, 400)}",
+        service=SERVICE,
+        category="internal",
+        retryable=True,
+        code="SECRET_STORE",
+    )
+
+
 async def read_secret(store: SecretStore, key: str) -> str | None:
     """The text of a stored secret, unwrapping a `Secret` only here, where it is sent."""
-    value = await store.get(key)
+    try:
+        value = await store.get(key)
+    except ServiceError:
+        raise
+    except Exception as exc:
+        raise _store_failure(exc, "read") from None
     if value is None:
         return None
     reveal = getattr(value, "reveal", None)
     text = reveal() if callable(reveal) else value
     return text if isinstance(text, str) and text else None
+
+
+async def write_secret(store: SecretStore, key: str, value: str) -> None:
+    try:
+        await store.set(key, value)
+    except ServiceError:
+        raise
+    except Exception as exc:
+        raise _store_failure(exc, "save") from None
+
+
+async def forget_secret(store: SecretStore, key: str) -> None:
+    try:
+        await store.delete(key)
+    except ServiceError:
+        raise
+    except Exception as exc:
+        raise _store_failure(exc, "remove") from None
 
 
 class AuthMethod(StrEnum):
@@ -465,11 +499,11 @@ class SalesforceSession:
     async def adopt(self, tokens: TokenResponse) -> None:
         """Save `tokens`, then use them. A rotated refresh token is saved first of all."""
         if tokens.refresh_token:
-            await self._store.set(SECRET_REFRESH_TOKEN, tokens.refresh_token)
-        await self._store.set(SECRET_INSTANCE_URL, tokens.instance_url)
+            await write_secret(self._store, SECRET_REFRESH_TOKEN, tokens.refresh_token)
+        await write_secret(self._store, SECRET_INSTANCE_URL, tokens.instance_url)
         if tokens.identity_url:
-            await self._store.set(SECRET_IDENTITY_URL, tokens.identity_url)
-        await self._store.set(SECRET_ACCESS_TOKEN, tokens.access_token)
+            await write_secret(self._store, SECRET_IDENTITY_URL, tokens.identity_url)
+        await write_secret(self._store, SECRET_ACCESS_TOKEN, tokens.access_token)
         self._instance_url = tokens.instance_url
         self._identity_url = tokens.identity_url or self._identity_url
         self._access_token = tokens.access_token
@@ -495,7 +529,7 @@ class SalesforceSession:
             except ServiceError as exc:  # forgetting locally matters more than revoking
                 log.warning("could not revoke the Salesforce token: %s", exc)
         for key in SESSION_SECRETS:
-            await self._store.delete(key)
+            await forget_secret(self._store, key)
         self._access_token = None
         self._instance_url = None
         self._identity_url = None
@@ -740,7 +774,7 @@ class PkceLogin:
                 await http.aclose()
         if not tokens.refresh_token:
             # Never keep an older login's refresh token beside this login's access token.
-            await self._store.delete(SECRET_REFRESH_TOKEN)
+            await forget_secret(self._store, SECRET_REFRESH_TOKEN)
             log.warning("Salesforce returned no refresh token; add the refresh_token scope")
         session = SalesforceSession(self.config, self._store, http=self._http)
         await session.adopt(tokens)

@@ -558,3 +558,26 @@ async def test_a_foreign_instance_url_in_a_token_response_is_refused(instance_ur
     assert caught.value.code == "UNTRUSTED_URL"
     assert SECRET_ACCESS_TOKEN not in store.values
     assert "stolen-if-followed" not in str(caught.value)
+
+
+class LockedKeyring:
+    """A store whose every call fails the way a locked keyring does."""
+
+    async def get(self, key: str) -> str | None:
+        raise RuntimeError("The keyring is locked: unlock it and try again.")
+
+    async def set(self, key: str, value: str) -> None:
+        raise RuntimeError("The keyring is locked: unlock it and try again.")
+
+    async def delete(self, key: str) -> None:
+        raise RuntimeError("The keyring is locked: unlock it and try again.")
+
+
+async def test_a_failing_keyring_is_a_clear_service_error() -> None:
+    session = SalesforceSession(
+        SalesforceAuthConfig("https://login.salesforce.com", "c"), LockedKeyring()
+    )
+    with pytest.raises(ServiceError) as caught:
+        await session.headers()
+    assert caught.value.code == "SECRET_STORE"
+    assert "unlock it" in str(caught.value)
