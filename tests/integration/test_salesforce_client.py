@@ -17,7 +17,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from emulators.salesforce import (
@@ -564,3 +564,25 @@ async def test_paging_never_leaves_the_instance(next_url: str | None, code: str)
     assert caught.value.code == code
     assert len(seen) == 1
     assert "tok" not in str(caught.value)
+
+
+async def test_a_response_that_is_not_json_is_a_clear_error() -> None:
+    async def query(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("<html>maintenance</html>", status_code=200)
+
+    app = Starlette(routes=[Route("/services/data/v62.0/query", query)])
+    async with serving(app) as server:
+        store = DictStore(**{SECRET_ACCESS_TOKEN: "tok", SECRET_INSTANCE_URL: server.base_url})
+        session = SalesforceSession(SalesforceAuthConfig(server.base_url, "cid"), store)
+        client = SalesforceClient(session, policy=FAST)
+        with pytest.raises(ServiceError) as caught:
+            async for _ in client.query("SELECT Id FROM Task"):
+                pass
+        await client.aclose()
+    error = caught.value
+    assert (error.code, error.category, error.retryable) == (
+        "MALFORMED_RESPONSE",
+        "transient",
+        True,
+    )
+    assert "is not JSON" in str(error) and "Nothing was changed" in str(error)
