@@ -371,7 +371,8 @@ def test_answering_every_conflict_settles_it_for_good(scenario, data):
 
 
 @pytest.mark.slow
-@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+@pytest.mark.timeout(900)
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(scenarios())
 def test_slow_plan_round_trip_many_examples(scenario):
     check_round_trip(scenario)
