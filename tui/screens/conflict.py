@@ -34,14 +34,14 @@ CHOICE_LABEL = {
 
 def show_value(value: Any, width: int = 30) -> Text:
     """The whole value (names differ at the end as often as at the start), wrapped to at most
-    four lines of the column."""
+    six lines of the column."""
     if value is None:
         return Text("—", style="dim")
     if hasattr(value, "isoformat"):
         value = value.isoformat()
     if value == "":
         return Text("(empty)", style="dim")
-    return Text(clip(sanitize(value), width * 4))
+    return Text(clip(sanitize(value), width * 5))
 
 
 class FieldTable(DataTable):
@@ -88,13 +88,16 @@ class ConflictScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one(FieldTable)
-        width = max(12, (self.app.size.width - 40) // 3)
+        narrow = self.app.size.width < 100
+        field_width, decision_width = (8, 13) if narrow else (12, 16)
+        fixed = 2 + field_width + decision_width + 2 * 6 + 4  # cell padding, scrollbar, margin
+        width = max(12, (self.app.size.width - fixed) // 3)
         table.add_column("", key="mark", width=2)
-        table.add_column("Field", key="field", width=12)
-        table.add_column("Base (last synced)", key="base", width=width)
+        table.add_column("Field", key="field", width=field_width)
+        table.add_column("Base" if narrow else "Base (last synced)", key="base", width=width)
         table.add_column("Sales Connect", key="sc", width=width)
         table.add_column("Salesforce", key="sf", width=width)
-        table.add_column("Decision", key="decision", width=16)
+        table.add_column("Decision", key="decision", width=decision_width)
         self._value_width = width
         self.conflicts = list(self.rs_app.engine.conflicts())
         ids = [c.id for c in self.conflicts]
@@ -145,7 +148,7 @@ class ConflictScreen(Screen):
                 "Changed on both sides. < takes Sales Connect, > takes Salesforce, e types a "
                 "value, A applies the choice to every conflict on this field, enter saves."
             )
-        if conflict.message:
+        if conflict.message and not conflict.message.startswith("Changed on both sides"):
             help_text.append("\n")
             help_text.append_text(plain(conflict.message))
         self.query_one("#conflict-help", Static).update(help_text)

@@ -96,7 +96,9 @@ class DashboardScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(id="title-bar")
         yield Input(
-            placeholder="filter: type to match names and comments, enter to keep", id="filter"
+            placeholder="filter: type to match names and comments, enter to keep",
+            id="filter",
+            compact=True,
         )
         yield SideBySideTable(id="tasks")
         yield Static(id="detail")

@@ -52,8 +52,8 @@ class ConfirmDialog(ModalScreen[bool]):
         with Vertical(classes="dialog"):
             yield Static(self._question, markup=False, classes="question")
             with Horizontal(classes="buttons"):
-                yield Button(f"{self._confirm} (y)", id="yes", variant="error")
-                yield Button("Cancel (n)", id="no")
+                yield Button(f"{self._confirm} (y)", id="yes", variant="error", compact=True)
+                yield Button("Cancel (n)", id="no", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -117,24 +117,28 @@ class EditTaskDialog(ModalScreen[dict | None]):
         with Vertical(classes="dialog wide"):
             yield Label(f"{verb} {self.side.label}", classes="dialog-title")
             yield Label("Name")
-            yield Input(sanitize(self.original.name), id="name", max_length=1000)
+            yield Input(sanitize(self.original.name), id="name", max_length=1000, compact=True)
             with Horizontal(classes="row"):
                 with Vertical():
                     yield Label("Status")
-                    yield Select(statuses, value=status, allow_blank=False, id="status")
+                    yield Select(
+                        statuses, value=status, allow_blank=False, id="status", compact=True
+                    )
                 with Vertical():
                     yield Label("Priority")
-                    yield Select(priorities, value=priority, allow_blank=False, id="priority")
+                    yield Select(
+                        priorities, value=priority, allow_blank=False, id="priority", compact=True
+                    )
                 with Vertical():
                     yield Label("Due (YYYY-MM-DD)")
                     due = self.original.due_date.isoformat() if self.original.due_date else ""
-                    yield Input(due, id="due_date", placeholder="none")
+                    yield Input(due, id="due_date", placeholder="none", compact=True)
             yield Label("Comments" if self.side is Side.SALESFORCE else "Details")
             yield TextArea(sanitize(self.original.details, single_line=False), id="details")
             yield Static("", id="error", markup=False)
             with Horizontal(classes="buttons"):
-                yield Button("Save (ctrl+s)", id="save", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Save (ctrl+s)", id="save", variant="primary", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()
@@ -202,6 +206,7 @@ class ValueDialog(ModalScreen[Any]):
                     else STATUS_OPEN,
                     allow_blank=False,
                     id="value",
+                    compact=True,
                 )
             elif self.field_name == "priority":
                 yield Select(
@@ -211,16 +216,17 @@ class ValueDialog(ModalScreen[Any]):
                     else PRIORITY_NORMAL,
                     allow_blank=False,
                     id="value",
+                    compact=True,
                 )
             elif self.field_name == "details":
                 yield TextArea(sanitize(self.current, single_line=False), id="value")
             else:
                 shown = self.current.isoformat() if isinstance(self.current, date) else self.current
-                yield Input(sanitize(shown), id="value")
+                yield Input(sanitize(shown), id="value", compact=True)
             yield Static("", id="error", markup=False)
             with Horizontal(classes="buttons"):
-                yield Button("Use this value", id="ok", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Use this value", id="ok", variant="primary", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#value").focus()

@@ -125,22 +125,24 @@ class LoginScreen(ModalScreen[bool]):
             yield Label(f"Log in to {self.side.label}", classes="dialog-title")
             if self.side is Side.SALESFORCE:
                 yield Label("Login URL (your My Domain, or login.salesforce.com)")
-                yield Input(DEFAULT_SF_LOGIN, id="login_url")
+                yield Input(DEFAULT_SF_LOGIN, id="login_url", compact=True)
                 yield Label("Connected app consumer key (client id)")
-                yield Input(id="client_id")
+                yield Input(id="client_id", compact=True)
             else:
                 yield Label("API root")
-                yield Input(id="base_url", placeholder="https://api.toutapp.com/v1")
+                yield Input(id="base_url", placeholder="https://api.toutapp.com/v1", compact=True)
                 yield Label("Client id")
-                yield Input(id="client_id")
+                yield Input(id="client_id", compact=True)
                 yield Label("Client secret (kept in the keyring only)")
-                yield Input(id="secret", password=True)
+                yield Input(id="secret", password=True, compact=True)
                 yield Label("Token URL (optional)")
-                yield Input(id="token_url", placeholder="default: the contract's /oauth/token")
+                yield Input(
+                    id="token_url", placeholder="default: the contract's /oauth/token", compact=True
+                )
             yield Static(id="login-url")
             with Horizontal(classes="buttons"):
-                yield Button("Log in", id="go", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Log in", id="go", variant="primary", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def _value(self, widget_id: str) -> str:
         return self.query_one(f"#{widget_id}", Input).value.strip()

@@ -84,8 +84,8 @@ class SettingsScreen(Screen):
                     )
             yield Static(id="settings-error")
             with Horizontal(classes="buttons"):
-                yield Button("Save (ctrl+s)", id="save", variant="primary")
-                yield Button("Back (esc)", id="back")
+                yield Button("Save (ctrl+s)", id="save", variant="primary", compact=True)
+                yield Button("Back (esc)", id="back", compact=True)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

@@ -65,7 +65,7 @@ def render_status(view: StatusView, tz: tzinfo | None = None, *, wide: bool = Tr
             text.append(" +1 queued", "yellow")
     sep = " · "
     text.append(sep + f"last {_clock(view.last_run, tz)}")
-    if wide or view.next_run is not None:
+    if wide:
         text.append(sep + f"next {_clock(view.next_run, tz)}")
     if view.api_max:
         text.append(sep + f"SF API {view.api_used or 0}/{view.api_max}")
@@ -73,7 +73,8 @@ def render_status(view: StatusView, tz: tzinfo | None = None, *, wide: bool = Tr
     text.append(_count(view.conflicts, "conflict"), "bold red" if view.conflicts else "")
     text.append(sep)
     text.append(_count(view.errors, "error"), "red" if view.errors else "")
-    text.append(sep + f"{view.view} {view.shown}/{view.total_rows}")
+    view_name = view.view if wide else ("CC" if view.view == "Command Center" else view.view)
+    text.append(sep + f"{view_name} {view.shown}/{view.total_rows}")
     if view.filter:
         text.append(f' "{sanitize(view.filter)}"', "italic")
     if view.message:
@@ -97,3 +98,6 @@ class StatusBar(Static):
         self.view = view
         self.tz = tz
         self.update(render_status(view, tz, wide=self.size.width >= 100 or self.size.width == 0))
+
+    def on_resize(self) -> None:
+        self.show(self.view, self.tz)
