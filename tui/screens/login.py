@@ -35,9 +35,11 @@ class Accounts:
     After a change the engine re-reads its connections, so the next run uses them.
     """
 
-    def __init__(self, engine: Any, secrets: Any) -> None:
+    def __init__(self, engine: Any, secrets: Any, *, redirect_port: int | None = None) -> None:
         self.engine = engine
         self.secrets = secrets
+        # None: the flow's default port (the connected app's callback URL names it); 0: any.
+        self.redirect_port = redirect_port
 
     def describe(self, side: Side) -> str:
         store = getattr(self.engine, "store", None)
@@ -60,6 +62,7 @@ class Accounts:
             client_id=client_id,
             auth="pkce",
             announce=announce,
+            redirect_port=self.redirect_port,
             **self._store_kwargs(connect_salesforce),
         )
         await self._reload()
@@ -115,6 +118,7 @@ class LoginScreen(ModalScreen[bool]):
         super().__init__(classes="dialog-screen")
         self.side = side
         self._worker: Worker | None = None
+        self.authorize_url = ""
 
     @property
     def rs_app(self) -> ReminderSyncApp:
@@ -151,6 +155,7 @@ class LoginScreen(ModalScreen[bool]):
         self.query_one("#login-url", Static).update(text)
 
     def show_url(self, url: str) -> None:
+        self.authorize_url = url
         text = Text()
         text.append("Open this URL in a browser to log in; waiting for the redirect…\n", "bold")
         text.append(sanitize(url), "underline")
