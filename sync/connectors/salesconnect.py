@@ -138,6 +138,28 @@ def format_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def _store_failure(exc: Exception, what: str) -> ServiceError:
+    # The store's own message says what to do (unlock the keyring...) and never holds a value.
+    return ServiceError(
+        f"Could not {what} the Sales Connect login in the keyring: {clean_text(exc, 400)}",
+        service=SERVICE,
+        category="auth",
+        retryable=True,
+        code="SECRET_STORE",
+    )
+
+
+async def _from_store(call: Awaitable[Any], what: str) -> Any:
+    """A secret-store call whose failure (locked, hanging or missing keyring) becomes a
+    ServiceError, so the run ends with the store's advice instead of an internal error."""
+    try:
+        return await call
+    except ServiceError:
+        raise
+    except Exception as exc:
+        raise _store_failure(exc, what) from None
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -184,9 +206,9 @@ class TokenSource:
         if not self._fresh():
             async with self._lock:
                 if not self._loaded:
-                    self._loaded = True
                     if self._store is not None:
-                        self._token = await self._store.get(SC_ACCESS_TOKEN)
+                        self._token = await _from_store(self._store.get(SC_ACCESS_TOKEN), "read")
+                    self._loaded = True  # only once read: a failed read is tried again
                 if not self._fresh():
                     await self._obtain()
         assert self._token is not None
@@ -245,7 +267,7 @@ class TokenSource:
         self._token = token
         self.grants += 1
         if self._store is not None:
-            await self._store.set(SC_ACCESS_TOKEN, token)
+            await _from_store(self._store.set(SC_ACCESS_TOKEN, token), "save")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,7 +309,9 @@ class SalesConnectClient:
         async def secret() -> str | None:
             if client_secret is not None:
                 return client_secret
-            return await secrets.get(SC_CLIENT_SECRET) if secrets is not None else None
+            if secrets is None:
+                return None
+            return await _from_store(secrets.get(SC_CLIENT_SECRET), "read")
 
         self.tokens = TokenSource(
             self._http,

@@ -110,3 +110,63 @@ async def test_logout_revokes_and_forgets_the_salesforce_session(
     assert response.status_code == 401  # revoked at the service, not only forgotten here
     state = json.loads((connected_home / "state.json").read_text())
     assert set(state["connections"]) == {"salesconnect"}
+
+
+class LockedSalesConnectSecrets:
+    """The user's secret store with the Sales Connect entries locked (as a keyring that waits
+    for its password answers): every read or write of them fails until `locked` is False."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.locked = True
+
+    def _check(self, name: str) -> None:
+        from sync.secrets import SecretStoreError
+
+        if self.locked and name.startswith("salesconnect"):
+            raise SecretStoreError(
+                f"The keyring did not answer within 0.5 s when asked to read {name}. "
+                "It may be locked and waiting for a password: unlock it and try again."
+            )
+
+    async def get(self, name: str) -> Any:
+        self._check(name)
+        return await self.inner.get(name)
+
+    async def set(self, name: str, value: Any) -> None:
+        self._check(name)
+        await self.inner.set(name, value)
+
+    async def delete(self, name: str) -> None:
+        await self.inner.delete(name)
+
+
+async def test_a_locked_keyring_fails_the_run_with_its_advice_and_the_next_run_goes_on(
+    sf, sc, clock, connected_home: Path, secrets: Any
+) -> None:
+    from sync.engine import build_engine
+    from sync.events import Outcome, SyncFailed
+
+    locked = LockedSalesConnectSecrets(secrets)
+    engine = build_engine(connected_home, locked, clock=clock.now)
+    try:
+        await engine.set_enabled(True, start=False)
+        clock.shift(seconds=1)
+        sc.create_task(name="Send contract")
+        failures: list[SyncFailed] = []
+        engine.subscribe(lambda e: failures.append(e) if isinstance(e, SyncFailed) else None)
+
+        summary = await engine.run_once()
+
+        assert summary.outcome is Outcome.FAILED
+        assert "Internal error" not in summary.message
+        assert "keyring" in summary.message and "unlock" in summary.message
+        assert [(e.category, e.message) for e in failures] == [("auth", summary.message)]
+        assert sf.tasks() == [] and engine.store.links() == {}
+
+        locked.locked = False  # the user unlocked the keyring
+        summary = await engine.run_once()
+        assert summary.outcome is Outcome.DONE, summary.message
+        assert [t["Subject"] for t in sf.tasks()] == ["Send contract"]
+    finally:
+        await engine.aclose()

@@ -342,3 +342,59 @@ async def test_a_dripping_body_hits_the_deadline(server: RunningServer, emulator
         with pytest.raises(ServiceError) as caught:
             await sc.changed_tasks(None)
     assert caught.value.category == "transient" and caught.value.retryable
+
+
+class LockedKeyring:
+    """A desktop keyring that refuses every call until unlocked (the one part mocked here)."""
+
+    priority = 1
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.locked = True
+
+    def _check(self) -> None:
+        if self.locked:
+            from keyring.errors import KeyringLocked
+
+            raise KeyringLocked("the collection is locked")
+
+    def get_password(self, service: str, name: str) -> str | None:
+        self._check()
+        return self.values.get(name)
+
+    def set_password(self, service: str, name: str, value: str) -> None:
+        self._check()
+        self.values[name] = value
+
+    def delete_password(self, service: str, name: str) -> None:
+        self._check()
+        self.values.pop(name, None)
+
+
+async def test_a_locked_keyring_is_an_auth_error_with_the_stores_advice(
+    server: RunningServer, emulator: Any
+) -> None:
+    from sync.connections import RevealingSecrets
+    from sync.secrets import KeyringStore
+
+    backend = LockedKeyring({"salesconnect.client_secret": SECRET})
+    store = RevealingSecrets(KeyringStore(backend=backend, timeout=2.0))
+    async with SalesConnectClient.from_connection(
+        base_url=server.base_url + "/api/v1",
+        token_url=None,
+        client_id="reminder-sync-demo",
+        secrets=store,
+        policy=FAST,
+    ) as sc:
+        with pytest.raises(ServiceError) as caught:
+            await sc.me()
+        error = caught.value
+        assert (error.category, error.code) == ("auth", "SECRET_STORE")
+        assert "keyring" in str(error) and "salesconnect.access_token" in str(error)
+        assert SECRET not in str(error) and SECRET not in repr(error)
+        assert emulator.token_grants == 0  # nothing was sent without the secret
+
+        backend.locked = False  # the user unlocked it: the same client now works
+        assert await sc.me() == "usr_demo"
+    assert backend.values["salesconnect.access_token"]
