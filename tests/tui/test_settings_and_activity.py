@@ -103,3 +103,25 @@ async def test_activity_shows_runs_and_changes_and_retries_failed_tasks(demo: An
         app.refresh_screens()
         await pilot.pause()
         assert "No failed tasks" in str(screen.query_one("#error-summary").render())
+
+
+async def test_log_out_from_settings_forgets_the_connection(engine: Any, secrets: Any) -> None:
+    from tui.screens.login import Accounts
+
+    assert await secrets.get("salesconnect.client_secret") is not None
+    app = ReminderSyncApp(engine, run_engine=False, accounts=Accounts(engine, secrets))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("comma")
+        await pilot.click("#logout-salesconnect")
+        await pilot.press("y")
+        await wait_until(
+            pilot,
+            lambda: not engine.status().connections.get("salesconnect"),
+            what="Sales Connect logged out",
+        )
+        assert await secrets.get("salesconnect.client_secret") is None
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        await pilot.pause()
+        assert "not connected" in str(screen.query_one("#conn-salesconnect").render())
+        assert screen.query_one("#login-salesconnect").display
