@@ -43,7 +43,7 @@ class SideRead:
     tasks: dict[str, SideTask] = field(default_factory=dict)
     watermark: str | None = None
     reconciled: bool = False  # linked ids were read directly (evidence window lost)
-    deleted_until: datetime | None = None  # SF: end of the deleted-records window read
+    deleted_until: datetime | None = None  # SF: latestDateCovered of the deleted records read
 
     def add(self, tasks: Iterable[SideTask], *, prefer_new: bool = True) -> None:
         for task in tasks:
@@ -126,7 +126,7 @@ async def read_salesforce(
     elif last_success is not None and linked:
         start = (deleted_until or last_success) - DELETED_OVERLAP
         try:
-            tombstones = await side.deleted(start, now)
+            tombstones, covered = await side.deleted(start, now)
         except ServiceError as exc:
             if exc.code != "INVALID_REPLICATION_DATE":
                 raise
@@ -134,7 +134,7 @@ async def read_salesforce(
             read.reconciled = True
         else:
             read.add([t for t in tombstones if t.id in linked], prefer_new=False)
-            read.deleted_until = now
+            read.deleted_until = covered  # what Salesforce covered, never beyond its clock
     if read.reconciled:
         direct.update(linked)
     direct -= set(read.tasks)

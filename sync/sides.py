@@ -213,16 +213,27 @@ class SalesforceSide:
         raws = await self.client.changed_tasks(self.user_id, since)
         return [self.to_side_task(raw) for raw in raws]
 
-    async def deleted(self, start: datetime, end: datetime) -> list[SideTask]:
-        """Tombstones from the deleted-records resource (raises INVALID_REPLICATION_DATE)."""
+    async def deleted(self, start: datetime, end: datetime) -> tuple[list[SideTask], datetime]:
+        """Tombstones from the deleted-records resource (raises INVALID_REPLICATION_DATE),
+        and how far Salesforce says the answer covers (`latestDateCovered`).
+
+        The coverage, not the requested end, is where the next window may start: Salesforce
+        covers whole minutes up to its own clock, so a delete in the current minute, or while
+        this machine's clock runs ahead, is only in a later answer.
+        """
         rows = await self.client.deleted_ids(start, end)
-        return [
+        coverage = getattr(self.client, "deleted_coverage", None) or {}
+        covered = parse_timestamp(coverage.get("latestDateCovered"))
+        if covered is None:  # not said: the whole minutes requested, as the client sent them
+            covered = max(start, end).replace(second=0, microsecond=0)
+        tombstones = [
             deleted_side_task(
                 Side.SALESFORCE, str(row["id"]), parse_timestamp(row.get("deletedDate"))
             )
             for row in rows
             if row.get("id")
         ]
+        return tombstones, covered
 
     async def fetch(self, ids: Sequence[str]) -> dict[str, SideTask | None]:
         if not ids:
