@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from sync.model import (
     Resolution,
     Side,
     SideTask,
+    Skip,
     Task,
 )
 from sync.plan import plan as make_plan
@@ -109,7 +110,7 @@ class SyncEngine:
         self._running = False
         self._phase = ""
         self._progress = (0, 0)
-        self._skips: dict[tuple[Side, str], str] = {}
+        self._skips: dict[tuple[Side, str], str] = _load_skips(store)
         self._last: RunSummary | None = None
         self._api: tuple[int | None, int | None] = (None, None)
         self.scheduler = RunScheduler(
@@ -371,7 +372,7 @@ class SyncEngine:
         # 3. record what was read and decided, then write
         retried = {(e.side, e.task_id) for e in self.store.errors()}
         new_conflicts = self._record_reads_and_conflicts(reads, the_plan)
-        self._skips = {(s.side, s.task_id): s.reason for s in the_plan.skipped}
+        self._remember_skips(reads, the_plan.skipped)
         self.store.save()
         if new_conflicts:
             for conflict in new_conflicts:
@@ -581,6 +582,28 @@ class SyncEngine:
                     category="conflict",
                 )
         return [c for c in fresh if c.id not in old]
+
+    def _remember_skips(self, reads: dict[Side, SideRead], skipped: Iterable[Skip]) -> None:
+        """Keep why each unlinked task is not synced, across runs and restarts.
+
+        The planner only speaks of the tasks this run read; a task it is not shown again keeps
+        its last reason. A task read again gets its new reason, or none. Saved with the run's
+        own save (no extra write)."""
+        read = {(side, task_id) for side, r in reads.items() for task_id in r.tasks}
+        skips = {key: reason for key, reason in self._skips.items() if key not in read}
+        skips.update({(s.side, s.task_id): s.reason for s in skipped})
+        self._skips = {
+            (side, task_id): reason
+            for (side, task_id), reason in skips.items()
+            if self.store.cached_task(side, task_id) is not None
+            and (
+                self.store.link_by_sc(task_id)
+                if side is Side.SALESCONNECT
+                else self.store.link_by_sf(task_id)
+            )
+            is None
+        }
+        _save_skips(self.store, self._skips)
 
     def _keys_of(self, reads: dict[Side, SideRead]) -> set[str]:
         keys: set[str] = set()
@@ -894,6 +917,32 @@ class SyncEngine:
         key = link.key if link else ("sc:" if side is Side.SALESCONNECT else "sf:") + task_id
         self._emit(TasksChanged((key,)))
         self.request_sync()
+
+
+# The planner's reasons for unlinked tasks it leaves alone, for the dashboard after a restart.
+SKIPS_TABLE = "skip_reasons"
+
+
+def _load_skips(store: StateStore) -> dict[tuple[Side, str], str]:
+    skips: dict[tuple[Side, str], str] = {}
+    for doc in store.db.table(SKIPS_TABLE).all():
+        try:
+            skips[(Side(doc["side"]), str(doc["id"]))] = str(doc["reason"])
+        except (KeyError, ValueError):
+            continue  # a damaged entry only loses its reason (shown as pending)
+    return skips
+
+
+def _save_skips(store: StateStore, skips: dict[tuple[Side, str], str]) -> None:
+    """Replace the saved reasons (in memory; the store's next save writes them)."""
+    docs = [
+        {"side": side.value, "id": task_id, "reason": reason}
+        for (side, task_id), reason in sorted(skips.items())
+    ]
+    table = store.db.table(SKIPS_TABLE)
+    if table.all() != docs:
+        table.truncate()
+        table.insert_multiple(docs)
 
 
 async def _find_sc_created(sc: SalesConnectSide, intent: CreateIntent, store: StateStore) -> str:

@@ -193,3 +193,29 @@ async def test_a_run_with_sync_off_reads_and_writes_nothing(sf, sc, engine) -> N
     summary = await engine.run_once()
     assert summary.outcome is Outcome.DISABLED
     assert sc.tasks() == []
+
+
+async def test_not_synced_reasons_survive_a_restart_and_a_run_that_does_not_reread_the_task(
+    sf, sc, clock, engine, make_engine
+) -> None:
+    with clock.at(hours=-24.5):  # read by the first sync, but outside its 24-hour window
+        too_old = sf.create_task(Subject="Changed just before the window")
+    fresh = sf.create_task(Subject="Imported")
+    await first_sync(engine)
+
+    def state_of(an_engine: Any) -> tuple[RowState, str]:
+        [row] = [r for r in an_engine.rows() if r.sf and r.sf.id == too_old]
+        return row.state, row.reason
+
+    before = state_of(engine)
+    assert before == (RowState.NOT_SYNCED, "last changed before the first-sync window")
+    await engine.aclose()
+
+    restarted = make_engine()
+    assert state_of(restarted) == before  # not "pending" until the next run
+    assert restarted.status().pending == 0
+
+    summary = await restarted.run_once()  # the task is not read again: nothing changed
+    assert summary.writes == 0 and summary.skipped == 0
+    assert state_of(restarted) == before
+    assert restarted.store.link_by_sf(fresh) is not None
