@@ -209,8 +209,9 @@ class _LinkDecision:
             if parked.kind is ConflictKind.EDIT_VS_DELETE and parked.deleted_side is side:
                 return _View(side, False, True, None)
             snapshot = parked.sc if side is Side.SALESCONNECT else parked.sf
-            if snapshot is not None:
-                return _View(side, False, False, snapshot)
+            if snapshot is None:  # the side was deleted when the conflict was parked
+                return _View(side, False, True, None)
+            return _View(side, False, False, snapshot)
         if side is Side.SALESCONNECT:
             return _View(side, False, False, self.base)
         unmapped = {f: None for f in PICKLIST_FIELDS if self.link.notes.get(f) == Note.UNMAPPED}
@@ -308,11 +309,13 @@ class _LinkDecision:
         cid = conflict_id(self.link.sc_id, self.link.sf_id, ConflictKind.EDIT_VS_DELETE)
         answer = self.answer if self.answer and self.answer.conflict_id == cid else None
         choice = answer.choices.get("record") if answer else None
+        stale = edited and choice is Choice.DELETE and not self._answered_as_is(deleted, survivor)
         if edited and choice is Choice.RESTORE:
             self._restore(deleted.side, survivor)
-        elif edited and choice is Choice.DELETE:
+        elif edited and choice is Choice.DELETE and not stale:
             self._emit(ActionKind.DELETE, survivor.side, reason="you chose delete", guarded=False)
         elif edited:
+            again = " It changed again since your choice: choose again." if stale else ""
             self.out.conflicts.append(
                 Conflict(
                     id=cid,
@@ -326,7 +329,7 @@ class _LinkDecision:
                     deleted_side=deleted.side,
                     message=(
                         f"Deleted in {deleted.side.label} but edited in {survivor.side.label} "
-                        f"({', '.join(edited)}): restore it or delete it too."
+                        f"({', '.join(edited)}): restore it or delete it too.{again}"
                     ),
                 )
             )
@@ -337,6 +340,20 @@ class _LinkDecision:
                 reason=f"deleted in {deleted.side.label}",
                 guarded=True,
             )
+
+    def _answered_as_is(self, deleted: _View, survivor: _View) -> bool:
+        """Is the survivor exactly as the user saw it when answering "delete"? (rule 11)
+
+        A delete answer is only good for the state it was given for: if the survivor changed
+        since (or the conflict the answer was for is not known), the user must choose again.
+        """
+        parked = self.parked
+        if parked is None or parked.kind is not ConflictKind.EDIT_VS_DELETE:
+            return False
+        if parked.deleted_side is not deleted.side:
+            return False
+        shown = parked.sc if survivor.side is Side.SALESCONNECT else parked.sf
+        return shown is not None and shown == survivor.fields
 
     def _edited(self, view: _View) -> list[str]:
         """The fields of `view` that differ from the base (as that side would hold it)."""

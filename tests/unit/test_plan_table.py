@@ -256,6 +256,64 @@ def test_row_R15_absent_side_of_conflicted_link_is_last_seen():
     assert result.conflicts[0].fields == ("name",)
 
 
+def test_row_R16_delete_answer_for_an_older_state_is_asked_again():
+    _, conflict = _edit_vs_delete_parked()
+    answer = Resolution(conflict.id, frozen_map({"record": Choice.DELETE}))
+    # After the user chose delete, SC was edited again: the answer was not for this state.
+    again = sc(fields=BASE.replace(status="complete", name="Call Jane now"))
+    result = plan([link()], [again], [], SETTINGS, NOW, conflicts=[conflict], resolutions=[answer])
+    assert not result.actions
+    (asked,) = result.conflicts
+    assert asked.id == conflict.id and asked.sc == again.fields
+    assert "choose again" in asked.message
+    assert result.resolved == (conflict.id,)
+    # Touched but not changed (the same state re-sent): the answer still holds.
+    same = sc(fields=conflict.sc, version="9")
+    result = plan([link()], [same], [], SETTINGS, NOW, conflicts=[conflict], resolutions=[answer])
+    assert only(result.actions, ActionKind.DELETE).target is Side.SALESCONNECT
+
+
+def test_row_R17_delete_answer_never_deletes_the_side_the_user_kept():
+    _, conflict = _edit_vs_delete_parked()  # SF deleted, SC edited
+    answer = Resolution(conflict.id, frozen_map({"record": Choice.DELETE}))
+    # Since then SF was undeleted (and edited) and SC deleted: the survivor is now SF.
+    revived = sf(fields=BASE.replace(due_date=date(2026, 12, 7)))
+    result = plan(
+        [link()],
+        [gone(Side.SALESCONNECT, "s1")],
+        [revived],
+        SETTINGS,
+        NOW,
+        conflicts=[conflict],
+        resolutions=[answer],
+    )
+    assert not result.writes
+    (asked,) = result.conflicts
+    assert asked.deleted_side is Side.SALESCONNECT and "choose again" in asked.message
+    # An answer without its parked conflict cannot say which state it was for.
+    result = plan([link()], [], [], SETTINGS, NOW, resolutions=[answer])
+    assert not result.writes
+
+
+def test_row_R18_deleted_side_stays_deleted_while_unreadable_value_is_parked():
+    bad = sf_wire(ActivityDate="2026-13-45")
+    first = plan([link()], [gone(Side.SALESCONNECT, "s1")], [bad], SETTINGS, NOW)
+    (conflict,) = first.conflicts
+    assert conflict.kind is ConflictKind.INVALID and conflict.sc is None
+    # "Take Sales Connect's value" cannot be carried out: that task is deleted.
+    answer = Resolution(conflict.id, frozen_map({"due_date": Choice.TAKE_SALESCONNECT}))
+    result = plan([link()], [], [], SETTINGS, NOW, conflicts=[conflict], resolutions=[answer])
+    assert not result.writes and [c.kind for c in result.conflicts] == [ConflictKind.INVALID]
+    # Once SF is readable again, the SC delete is still known: edit-vs-delete, never an
+    # update of the deleted SC task.
+    fixed = sf(fields=BASE.replace(due_date=date(2026, 12, 7)))
+    result = plan([link()], [], [fixed], SETTINGS, NOW, conflicts=[conflict])
+    assert not result.writes
+    (asked,) = result.conflicts
+    assert asked.kind is ConflictKind.EDIT_VS_DELETE
+    assert asked.deleted_side is Side.SALESCONNECT
+
+
 # --- record level: unlinked tasks ---------------------------------------------------------
 
 
