@@ -392,6 +392,7 @@ class SyncEngine:
             saved=lambda keys: self._emit(TasksChanged(tuple(sorted(keys)))),
         )
         tally = await writer.execute(the_plan.actions)
+        self._settle_answers(the_plan, tally)
         for side, task_id in retried - tally.parked:
             self.store.clear_error(side, task_id)  # retried without failing again
 
@@ -425,11 +426,10 @@ class SyncEngine:
                 " Run `reminder-sync sync --confirm-deletes` (or confirm in the dashboard) to "
                 "let them through."
             )
-        elif self.store.conflicts():
+        elif waiting := self._unanswered():
             outcome = Outcome.CONFLICTS
             message = (
-                f"{len(self.store.conflicts())} conflict(s) wait for you: "
-                "`reminder-sync conflicts` lists them."
+                f"{len(waiting)} conflict(s) wait for you: `reminder-sync conflicts` lists them."
             )
         return self._summary(
             run_id,
@@ -564,10 +564,11 @@ class SyncEngine:
                         self.store.put_cached_tasks([dataclasses.replace(base, deleted=True)])
         old = {c.id: c for c in self.store.conflicts()}
         new_ids = {c.id for c in the_plan.conflicts}
-        for conflict_id in set(old) - new_ids:
+        used = set(the_plan.resolved) - new_ids  # answers that became writes: see _settle_answers
+        for conflict_id in set(old) - new_ids - used:
             self.store.delete_conflict(conflict_id)
-        for conflict_id in the_plan.resolved:
-            self.store.delete_resolution(conflict_id)
+        for conflict_id in set(the_plan.resolved) & new_ids:
+            self.store.delete_resolution(conflict_id)  # stale: the conflict is asked again
         fresh = []
         for conflict in the_plan.conflicts:
             if conflict.id not in old or old[conflict.id] != conflict:
@@ -582,6 +583,24 @@ class SyncEngine:
                     category="conflict",
                 )
         return [c for c in fresh if c.id not in old]
+
+    def _settle_answers(self, the_plan: Any, tally: Any) -> None:
+        """Drop the answers this run used up, with their conflicts, once what they asked for
+        was written. An answer whose link has a write that failed, or that a stopped run
+        (daily limit, login) may not have sent, stays with its conflict: the next run re-reads
+        the pair and carries the same answer out, instead of asking the user again."""
+        new_ids = {c.id for c in the_plan.conflicts}
+        for conflict_id in set(the_plan.resolved) - new_ids:
+            conflict = self.store.conflict(conflict_id)
+            if conflict is not None:
+                ids = {(Side.SALESCONNECT, conflict.sc_id), (Side.SALESFORCE, conflict.sf_id)}
+                if tally.stopped is not None or ids & tally.parked:
+                    continue
+                self.store.delete_conflict(conflict_id)
+            self.store.delete_resolution(conflict_id)
+
+    def _unanswered(self) -> list[Conflict]:
+        return [c for c in self.store.conflicts() if self.store.resolution(c.id) is None]
 
     def _remember_skips(self, reads: dict[Side, SideRead], skipped: Iterable[Skip]) -> None:
         """Keep why each unlinked task is not synced, across runs and restarts.
@@ -724,11 +743,20 @@ class SyncEngine:
                 and task.created_at < enabled_at
             ):
                 skipped[key] = "created before sync was enabled"
+        # An answered conflict whose write failed shows as the error: the answer is kept and
+        # the next run carries it out; there is nothing left to decide.
+        failed = {(e.side, e.task_id) for e in errors}
+        conflicts = [
+            c
+            for c in self.store.conflicts()
+            if self.store.resolution(c.id) is None
+            or not {(Side.SALESCONNECT, c.sc_id), (Side.SALESFORCE, c.sf_id)} & failed
+        ]
         return build_rows(
             self.store.links().values(),
             self.store.cached_tasks(Side.SALESCONNECT),
             self.store.cached_tasks(Side.SALESFORCE),
-            self.store.conflicts(),
+            conflicts,
             errors,
             skipped,
         )
