@@ -269,7 +269,7 @@ class SyncEngine:
     ) -> RunSummary:
         outcome = Outcome.LIMIT if category == "limit" else Outcome.FAILED
         if outcome is Outcome.LIMIT:
-            when = retry_at.astimezone().strftime("%H:%M") if retry_at else "later"
+            when = self._resume_time(retry_at)
             message = f"{message} The sync goes on at {when}."
         self._emit(SyncFailed(run_id, category, message, retry_at))
         return RunSummary(
@@ -283,6 +283,17 @@ class SyncEngine:
             retry_at=retry_at,
             message=message,
         )
+
+    def _resume_time(self, retry_at: datetime | None) -> str:
+        """When a stopped sync goes on, in the user's time zone and naming it (the service's
+        own message may already give the time in UTC)."""
+        if retry_at is None:
+            return "later"
+        try:
+            zone = self.store.settings.zone()
+        except ValueError:
+            zone = UTC
+        return retry_at.astimezone(zone).strftime("%H:%M %Z").strip()
 
     def _remember(self, summary: RunSummary) -> None:
         """Log the run, and keep what `status` shows in a later process (outcome, API use)."""
@@ -417,7 +428,7 @@ class SyncEngine:
             retry_at = stop.retry_at
             message = stop.message
             if outcome is Outcome.LIMIT:
-                when = retry_at.astimezone().strftime("%H:%M") if retry_at else "later"
+                when = self._resume_time(retry_at)
                 message += f" What was written is kept; the sync goes on at {when}."
             self._emit(SyncFailed(run_id, stop.category, message, retry_at))
         elif the_plan.guards:

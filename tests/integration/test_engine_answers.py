@@ -4,6 +4,7 @@ an answer is used up only once what it asked for was written."""
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sync.dashboard import RowState
 from sync.engine import resolution_taking
@@ -60,10 +61,14 @@ async def test_an_answer_cut_short_by_the_daily_limit_is_applied_after_it(
     await engine.resolve(conflict.id, resolution_taking(conflict, Side.SALESCONNECT))
     sf.faults(kinds=["limit"], path_contains="composite/sobjects", methods=["PATCH"], count=1)
 
+    await engine.update_settings(timezone="Asia/Tokyo")
+
     summary = await engine.run_once()
 
     assert summary.outcome is Outcome.LIMIT
     assert engine.store.resolution(conflict.id) is not None
+    tokyo = summary.retry_at.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert f"goes on at {tokyo:%H:%M} JST" in summary.message  # the user's zone, named
 
     clock.shift(hours=25)
     summary = await engine.run_once()
