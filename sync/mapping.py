@@ -107,19 +107,67 @@ def sf_units(text: str) -> int:
 
 
 def fit(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` units, ending in "…" when cut (rule 10)."""
+    """`text` cut to at most `limit` units, ending in "…" when cut (rule 10).
+
+    The cut falls between characters as the user sees them: never inside a surrogate pair (a
+    Python string has none to split), before a combining mark, a variation selector, a skin
+    tone or a zero-width joiner, nor between the two halves of a flag.
+    """
     if sf_units(text) <= limit:
         return text
     budget = limit - sf_units(ELLIPSIS)
     head = text[:budget]
     while (excess := sf_units(head) - budget) > 0:  # astral characters count twice
         head = head[: len(head) - (excess + 1) // 2]
+    end = _cluster_start(text, len(head))
+    if end > 0:  # a single cluster longer than the budget is cut inside, as a last resort
+        head = text[:end]
     # The cut must itself be a normalised value, or reading it back would look like an edit.
     cut = normalize_text(head)
     while sf_units(cut) > budget:  # NFC can, rarely, lengthen text
-        head = head[:-1]
+        head = text[: _cluster_start(text, len(head) - 1) or len(head) - 1]
         cut = normalize_text(head)
     return cut + ELLIPSIS
+
+
+_ZWJ = "\u200d"
+
+
+def _extends(char: str) -> bool:
+    """Does `char` belong to the character before it (no cut may fall just before it)?"""
+    code = ord(char)
+    return (
+        unicodedata.category(char) in ("Mn", "Mc", "Me")  # combining marks
+        or char == _ZWJ
+        or 0xFE00 <= code <= 0xFE0F  # variation selectors
+        or 0xE0100 <= code <= 0xE01EF
+        or 0x1F3FB <= code <= 0x1F3FF  # emoji skin tones
+        or 0xE0020 <= code <= 0xE007F  # emoji tag sequences (subdivision flags)
+        or 0x1160 <= code <= 0x11FF  # Hangul medial vowels and final consonants
+        or 0xD7B0 <= code <= 0xD7FF
+    )
+
+
+def _is_regional_indicator(char: str) -> bool:
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF
+
+
+def _cluster_start(text: str, index: int) -> int:
+    """The nearest index at or before `index` where a user-perceived character starts."""
+    while 0 < index < len(text):
+        before, after = text[index - 1], text[index]
+        if _extends(after) or before == _ZWJ:
+            index -= 1
+            continue
+        if _is_regional_indicator(after) and _is_regional_indicator(before):
+            run = 0  # flags are pairs: count the indicators before the cut
+            while run < index and _is_regional_indicator(text[index - 1 - run]):
+                run += 1
+            if run % 2:
+                index -= 1
+                continue
+        break
+    return index
 
 
 # --- dates and times ------------------------------------------------------------------------

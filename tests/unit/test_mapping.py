@@ -1,8 +1,11 @@
 """SC task JSON <-> canonical Task <-> SF Task record, as the wire shapes really look."""
 
+import unicodedata
 from datetime import UTC, date, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sync.mapping import (
     ELLIPSIS,
@@ -293,6 +296,83 @@ def test_fit_counts_utf16_units_and_never_exceeds_the_limit(text):
     assert sf_units(cut) >= SF_SUBJECT_MAX - 2  # cut no shorter than needed
     assert cut.endswith(ELLIPSIS)
     assert text.startswith(cut[:-1])
+
+
+_FLAG_HALVES = "".join(map(chr, range(0x1F1E6, 0x1F200)))
+
+
+def _ends_a_cluster(text: str, cut: str) -> bool:
+    """Does `cut` (minus its "…") end where a user-perceived character of `text` ends?"""
+    kept = cut[: -len(ELLIPSIS)]
+    following = text[len(kept) : len(kept) + 1]
+    if kept.endswith("\u200d"):  # a joiner binds to what follows
+        return False
+    if following and (
+        unicodedata.category(following).startswith("M")  # combining mark
+        or following in "\u200d\ufe0f"
+        or 0x1F3FB <= ord(following) <= 0x1F3FF  # skin tone
+    ):
+        return False
+    flag_halves = len(kept) - len(kept.rstrip(_FLAG_HALVES))
+    return flag_halves % 2 == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "q\u0301" * 200,  # a base letter and a combining accent with no precomposed form
+        "a" + "q\u0301" * 200,
+        "a" + "\U0001f468\u200d\U0001f469\u200d\U0001f467" * 40,  # ZWJ family emoji
+        "\U0001f1eb\U0001f1f7" * 100,  # flags: pairs of regional indicators
+        "a" + "\U0001f1eb\U0001f1f7" * 100,
+        "\U0001f44d\U0001f3fd" * 100,  # thumbs up with a skin tone
+        "1\ufe0f\u20e3" * 100,  # keycaps
+    ],
+    ids=["combining", "combining-odd", "zwj", "flags", "flags-odd", "skin-tone", "keycap"],
+)
+def test_fit_cuts_between_characters_as_the_user_sees_them(text):
+    cut = fit(text, SF_SUBJECT_MAX)
+    assert sf_units(cut) <= SF_SUBJECT_MAX
+    assert sf_units(cut) >= SF_SUBJECT_MAX - 10  # whole clusters are at most this long here
+    assert cut.endswith(ELLIPSIS) and text.startswith(cut[:-1])
+    assert _ends_a_cluster(text, cut)
+    cut.encode("utf-16-le")  # no lone surrogate (this raises on one)
+
+
+def test_fit_description_counts_emoji_as_two_units():
+    text = "\U0001f600" * 16_001  # 32,002 UTF-16 units but only 16,001 characters
+    cut = fit(text, SF_DESCRIPTION_MAX)
+    assert sf_units(cut) == SF_DESCRIPTION_MAX - 1  # half an emoji does not fit in the last unit
+    assert cut == "\U0001f600" * 15_999 + ELLIPSIS
+    write = task_to_sf({"name": "😀" * 128, "details": text})
+    assert sf_units(write.record["Subject"]) <= SF_SUBJECT_MAX
+    assert sf_units(write.record["Description"]) <= SF_DESCRIPTION_MAX
+    assert write.notes == {"name": Note.TRUNCATED, "details": Note.TRUNCATED}
+
+
+# Text from either service: astral characters, combining marks, joiners, flags, blanks.
+_TRICKY = st.lists(
+    st.one_of(
+        st.sampled_from(["a", " ", "\n", "e\u0301", "\u0301", "\u200d", "\ufe0f", "\u1161"]),
+        st.sampled_from(["\U0001f1eb\U0001f1f7", "\U0001f1eb", "\U0001f600", "\U0001f3fd"]),
+        st.sampled_from(["\U0001f468\u200d\U0001f469", "한", "\u1100"]),
+        st.characters(codec="utf-8"),
+    ),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TRICKY, st.integers(2, 30))
+def test_fit_never_exceeds_the_limit_and_reads_back_unchanged(raw, limit):
+    text = normalize_text(raw)
+    cut = fit(text, limit)
+    assert sf_units(cut) <= limit
+    assert normalize_text(cut) == cut  # reading it back from Salesforce is not an edit
+    assert fit(cut, limit) == cut
+    cut.encode("utf-16-le")
+    if cut != text:
+        assert cut.endswith(ELLIPSIS) and text.startswith(cut[:-1].rstrip())
 
 
 def test_fit_of_short_text_is_the_text():
