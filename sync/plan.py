@@ -248,7 +248,7 @@ class _LinkDecision:
                 problems[view.side] = view.task.problems
         parked = self.parked
         if parked is not None and parked.kind is ConflictKind.INVALID:
-            for side in parked.invalid_sides:
+            for side in _unreadable_sides(parked):
                 view = self.sc if side is Side.SALESCONNECT else self.sf
                 if not view.present:  # unchanged since: still unreadable
                     problems.setdefault(side, {f: "unreadable value" for f in parked.fields})
@@ -584,6 +584,22 @@ class _LinkDecision:
         self.out.actions.append(
             Action(kind, target, self.link.sc_id, self.link.sf_id, reason=reason)
         )
+
+
+def _unreadable_sides(parked: Conflict) -> tuple[Side, ...]:
+    """The sides an INVALID conflict was parked for.
+
+    A conflict stored without them (an older state file) must still never let the unreadable
+    value through as "no value": take every side whose snapshot lacks one of the fields.
+    """
+    if parked.invalid_sides:
+        return parked.invalid_sides
+    lacking = tuple(
+        side
+        for side, snapshot in ((Side.SALESCONNECT, parked.sc), (Side.SALESFORCE, parked.sf))
+        if snapshot is not None and any(snapshot.get(f) is None for f in parked.fields)
+    )
+    return lacking or (Side.SALESCONNECT, Side.SALESFORCE)
 
 
 def _as_sf(name: str, value: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -632,6 +633,19 @@ def test_a_live_record_beats_a_tombstone_for_the_same_id():
     # SF undelete: the deleted record and the restored one arrive in the same run.
     result = plan([link()], [], [gone(Side.SALESFORCE, "f1"), sf()], SETTINGS, NOW)
     assert result.is_empty
+
+
+def test_invalid_conflict_stored_without_its_sides_still_holds_the_value_back():
+    bad = sf_wire(ActivityDate="2026-13-45")
+    (conflict,) = plan([link()], [], [bad], SETTINGS, NOW).conflicts
+    stored = replace(conflict, invalid_sides=())  # as a state file without them reads back
+    again = plan([link()], [], [], SETTINGS, NOW, conflicts=[stored])
+    assert not again.actions  # never "no due date" written to Sales Connect
+    assert [c.kind for c in again.conflicts] == [ConflictKind.INVALID]
+    answer = Resolution(conflict.id, frozen_map({"due_date": Choice.TAKE_SALESCONNECT}))
+    result = plan([link()], [], [], SETTINGS, NOW, conflicts=[stored], resolutions=[answer])
+    update = only(result.actions, ActionKind.UPDATE)
+    assert update.target is Side.SALESFORCE and update.changes["due_date"] == BASE.due_date
 
 
 def test_answer_for_a_conflict_that_is_gone_is_used_up():
