@@ -104,6 +104,7 @@ class SyncEngine:
         self._sides: tuple[SalesConnectSide, SalesforceSide] | None = None
         self._close_sides = close_sides
         self.clock = clock
+        store.clock = clock
         self._connected = connected or (lambda: {"salesforce": True, "salesconnect": True})
         self._bus = EventBus()
         self._run_lock = asyncio.Lock()

@@ -571,6 +571,9 @@ class StateStore:
         self._storage = storage
         self._lock = lock
         self.path = storage.path
+        # Stamps audit entries; the engine points it at its own clock so that the log agrees
+        # with the emulators' shifted clock and with fixed-clock tests.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.db = TinyDB(storage=lambda: storage)  # the TinyDB view of the same tables
         self._links = _KeyedTable(
             storage, "links", lambda link: link.key, link_to_json, link_from_json
@@ -837,7 +840,7 @@ class StateStore:
     ) -> dict[str, Any]:
         """Append an entry to the activity log (oldest entries beyond AUDIT_LIMIT are dropped)."""
         entry = {
-            "at": _dt_out(at or datetime.now(UTC)),
+            "at": _dt_out(at or self.clock()),
             "run_id": run_id,
             "kind": kind,
             "side": Side(side).value if side else None,

@@ -4,6 +4,7 @@ parked errors, editing from the dashboard, settings, and the background loop."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
 from sync import events
@@ -219,3 +220,16 @@ async def test_not_synced_reasons_survive_a_restart_and_a_run_that_does_not_rere
     assert summary.writes == 0 and summary.skipped == 0
     assert state_of(restarted) == before
     assert restarted.store.link_by_sf(fresh) is not None
+
+
+async def test_the_activity_log_is_stamped_with_the_engines_clock(sf, sc, clock, engine) -> None:
+    # The emulators and the engine run 40 days ahead: the log must agree with them, not the wall.
+    clock.set(timedelta(days=40))
+    await engine.set_enabled(True, start=False)
+    await engine.run_once()
+
+    entries = engine.activity()
+    assert entries, "a run and a settings change must be logged"
+    for entry in entries[:2]:
+        at = datetime.fromisoformat(entry["at"])
+        assert abs(at - clock.now()) < timedelta(minutes=5), entry
