@@ -283,6 +283,7 @@ def conflict_to_json(conflict: Conflict) -> dict[str, Any]:
         "sc": task_to_json(conflict.sc),
         "sf": task_to_json(conflict.sf),
         "deleted_side": conflict.deleted_side.value if conflict.deleted_side else None,
+        "invalid_sides": [side.value for side in conflict.invalid_sides],
         "message": conflict.message,
     }
 
@@ -299,6 +300,7 @@ def conflict_from_json(doc: Mapping[str, Any]) -> Conflict:
         sc=task_from_json(doc.get("sc")),
         sf=task_from_json(doc.get("sf")),
         deleted_side=Side(deleted) if deleted else None,
+        invalid_sides=tuple(Side(side) for side in doc.get("invalid_sides", ())),
         message=doc.get("message", ""),
     )
 

@@ -74,6 +74,19 @@ def test_every_table_round_trips_through_the_file(store: StateStore) -> None:
         sf=link.base.replace(name="SF name", due_date=date(2025, 4, 1)),
         message="both changed",
     )
+    unreadable = Conflict(
+        id="c2",
+        kind=ConflictKind.INVALID,
+        sc_id="sc2",
+        sf_id="sf2",
+        fields=("due_date",),
+        base=link.base,
+        sc=link.base,
+        sf=None,
+        deleted_side=Side.SALESFORCE,
+        invalid_sides=(Side.SALESCONNECT,),
+        message="unreadable due date",
+    )
     resolution = Resolution(
         conflict_id="c1",
         choices={"name": Choice.TAKE_SALESFORCE, "due_date": Choice.CUSTOM},
@@ -101,6 +114,7 @@ def test_every_table_round_trips_through_the_file(store: StateStore) -> None:
 
     store.put_link(link)
     store.put_conflict(conflict)
+    store.put_conflict(unreadable)
     store.put_resolution(resolution)
     store.put_cursor(cursor)
     store.put_cached_tasks([side_task])
@@ -114,7 +128,7 @@ def test_every_table_round_trips_through_the_file(store: StateStore) -> None:
     again = reopen(store)
     try:
         assert again.links() == {link.key: link}
-        assert again.conflicts() == [conflict]
+        assert again.conflicts() == [conflict, unreadable]
         assert again.resolution("c1") == resolution
         assert again.cursor(Side.SALESFORCE) == cursor
         assert again.cursor(Side.SALESCONNECT) == Cursor(Side.SALESCONNECT)
@@ -132,7 +146,7 @@ def test_every_table_round_trips_through_the_file(store: StateStore) -> None:
         assert entry["before"]["due_date"] == "2025-03-05"
         assert entry["after"] == {"due_date": "2025-03-06"}
         assert entry["at"] == WHEN.isoformat()
-        assert again.counts() == {"links": 1, "conflicts": 1, "errors": 1}
+        assert again.counts() == {"links": 1, "conflicts": 2, "errors": 1}
     finally:
         again.close()
 
