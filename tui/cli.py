@@ -79,6 +79,14 @@ def handled(func: Callable[..., T]) -> Callable[..., T]:
         except KeyboardInterrupt:
             click.echo("reminder-sync: interrupted.", err=True)
             raise SystemExit(130) from None
+        except BrokenPipeError:
+            # The reader went away (`... | head`): stop quietly, as other command-line tools do,
+            # and keep Python from complaining again when it flushes stdout at exit.
+            import os
+            import sys
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(EXIT_FAILURE) from None
         except Exception as exc:
             import os
 

@@ -165,3 +165,23 @@ def test_headless_commands_never_import_textual(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_reader_that_goes_away_stops_output_quietly(tmp_path: Path) -> None:
+    # `reminder-sync status | head -0`: the pipe is closed before the first line is written.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "tui.cli", "status"],
+            env=_env(tmp_path / "home", tmp_path / "keyring.json"),
+            cwd=ROOT,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 1
