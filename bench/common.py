@@ -18,7 +18,6 @@ import os
 import platform
 import resource
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -29,37 +28,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import emulators.server
 from emulators.salesconnect import SalesConnectConfig
 from emulators.salesconnect import create_app as create_sc_app
 from emulators.salesforce import SalesforceEmulatorConfig
 from emulators.salesforce import create_app as create_sf_app
 from emulators.server import RunningServer, TlsCertificate, self_signed_certificate, serve_in_thread
-
-# --- a local workaround for emulators/server.py (reported; not ours to edit) --------------
-# `serve_in_thread` binds its listening socket with `socket.socket(AF_INET, SOCK_STREAM)`, whose
-# `proto` is 0. asyncio only switches Nagle off (TCP_NODELAY) on accepted sockets whose proto is
-# IPPROTO_TCP, so every response (headers and body in two writes) waits for the client's delayed
-# ACK: about 40 ms per request on loopback instead of about 0.4 ms. That would make every client
-# look slow in proportion to its request count. The benchmarks bind the same way with the
-# protocol named, unless BENCH_SERVER_AS_IS=1 asks for the server exactly as it is.
-NODELAY_FIX = os.environ.get("BENCH_SERVER_AS_IS") != "1"
-
-
-def _bind_tcp(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
-
-
-if NODELAY_FIX:
-    emulators.server._bind = _bind_tcp
 
 # Large enough that no benchmark (the naive client makes one call per record) hits the limit.
 BENCH_DAILY_API_LIMIT = 10_000_000
@@ -362,10 +335,9 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    nodelay = "TCP_NODELAY fix applied" if NODELAY_FIX else "server as is (no TCP_NODELAY)"
     return (
         f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}; emulator sockets: {nodelay}"
+        f"{platform.system()} {platform.release()}"
     )
 
 
