@@ -2,8 +2,8 @@
 
 A create is the one write that is not naturally idempotent: if the process dies after the service
 created the task but before the link was saved, the next run would see an unlinked task and create
-it again. So, as mbsync does, every create (and delete) is written down with a random correlation
-key *before* it is sent, in its own small file (`journal.json`, atomic like the state file, with
+it again. So, as mbsync does, every create is written down with a random correlation key *before*
+it is sent, in its own small file (`journal.json`, atomic like the state file, with
 its own lock), and dropped only after its outcome is saved in the state store.
 
 How the engine uses it, for one batch of creates on side T:
@@ -13,26 +13,26 @@ How the engine uses it, for one batch of creates on side T:
    source task id and side, the canonical task that was sent); never a secret.
 2. Send, carrying each intent's `key`: Sales Connect gets it as the `Idempotency-Key` header (a
    replay returns the task created the first time); Salesforce gets it in the external-id field
-   when the org has one (upsert on that field), otherwise the key stays in the journal only.
+   `ReminderSync_Key__c` when the org has one (a plain create with the field filled in, found
+   again with `find_by_external_id`), otherwise the key stays in the journal only.
 3. For each confirmed result: `journal.confirm_many([(key, new_id), ...])`, then
    `store.put_link(...)`, `store.audit(...)` and `store.save()`.
    A definitive refusal (validation error): `journal.discard(key)` and `store.park_error(...)`.
    An ambiguous failure (timeout, connection reset, 5xx after sending): leave the intent alone.
 4. After `store.save()`: `journal.trim()` drops the confirmed intents.
 
-Deletes go the same way (`IntentKind.DELETE`, payload with the link's ids): recovery then knows
-the disappearance was our own doing and finishes the unlink instead of planning it again.
+The journal can also hold `IntentKind.DELETE` intents, but the engine does not journal deletes: a
+delete is idempotent (deleting a task that is already gone counts as done), and a crashed run did
+not advance its cursors, so the next run reads the same deletion evidence and plans it again.
 
 Recovery, at the start of every run before reading changes (`journal.pending()`):
 
 - an intent with `remote_id` (confirmed, link maybe not saved): put the link from the payload;
 - a create with unknown outcome: SC -- resend with the same Idempotency-Key (returns the existing
   task, or creates it now, once); SF -- look the key up (`find_by_external_id`), or without the
-  field, look for a task created since `intent.created_at` matching the sent payload; found ->
-  `confirm`, not found -> `discard` (the planner will create it again), ambiguous -> park the
-  error for the user;
-- a delete with unknown outcome: read the target; gone -> unlink and `discard`; still there ->
-  `discard` and let the planner decide again from fresh data;
+  field, look among unlinked tasks created since `intent.created_at` for the earliest one with
+  the sent subject, due date and start of the comments; found -> `confirm`, not found ->
+  `discard` (the planner will create it again);
 - then `store.save()` and `journal.trim()`.
 
 A damaged journal is an error like a damaged state file: intents are never silently dropped.

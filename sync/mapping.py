@@ -327,7 +327,8 @@ def sc_to_side_task(data: Mapping[str, Any], user_id: str | None) -> SideTask:
     assignee = data.get("assignee_id")
     in_scope, reason = True, ""
     if user_id is not None and assignee != user_id:
-        in_scope, reason = False, "assigned to someone else"
+        in_scope = False
+        reason = "assigned to someone else" if assignee else "not assigned to anyone"
 
     return SideTask(
         side=Side.SALESCONNECT,

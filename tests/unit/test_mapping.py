@@ -95,6 +95,12 @@ def test_sc_task_assigned_to_someone_else_is_out_of_scope():
     assert "someone else" in task.scope_reason
 
 
+def test_sc_task_with_no_assignee_is_out_of_scope_and_says_so():
+    task = sc_to_side_task(sc_json(assignee_id=None), USER)
+    assert not task.in_scope
+    assert task.scope_reason == "not assigned to anyone"
+
+
 def test_sc_tombstone_is_deleted():
     assert sc_to_side_task(sc_json(deleted_at="2026-11-30T07:00:00Z"), USER).deleted
 
