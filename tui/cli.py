@@ -138,9 +138,28 @@ def main(ctx: click.Context) -> None:
     Without a command, opens the dashboard. State lives in REMINDER_SYNC_HOME (default: the
     platform's user data directory); secrets live in the OS keyring.
     """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(ctx.invoked_subcommand)
     if ctx.invoked_subcommand is None:
         _dashboard()
+
+
+def _configure_logging(command: str | None) -> None:
+    """Log to the state directory's log file; headless commands also show warnings on stderr.
+
+    The dashboard owns the terminal, so it logs to the file only; the demo keeps everything in
+    its throwaway directory and logs nowhere.
+    """
+    if command == "demo":
+        logging.getLogger().addHandler(logging.NullHandler())
+        return
+    from sync.logs import configure_logging
+    from sync.paths import home_dir
+
+    try:
+        configure_logging(home_dir(), stderr_level=None if command is None else logging.WARNING)
+    except OSError as exc:  # an unwritable state directory is reported by the command itself
+        logging.basicConfig(level=logging.WARNING)
+        log.warning("cannot write the log file: %s", exc)
 
 
 @handled
