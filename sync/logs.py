@@ -28,6 +28,15 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+class OneLineFormatter(RedactingFormatter):
+    """For the terminal: the message only. Tracebacks go to the file, never to the user's screen."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        plain = logging.makeLogRecord(record.__dict__)
+        plain.exc_info = plain.exc_text = plain.stack_info = None
+        return super().format(plain)
+
+
 class _PrivateRotatingFileHandler(RotatingFileHandler):
     def _open(self):  # type: ignore[no-untyped-def]
         # Create the file 0600 before anything is written to it.
@@ -60,8 +69,8 @@ def configure_logging(home: Path, *, stderr_level: int | None = logging.WARNING)
     root.addHandler(file_handler)
     if stderr_level is not None:
         console = logging.StreamHandler()
-        console.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
-        console.setLevel(logging.DEBUG if debug else stderr_level)
+        console.setFormatter(OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
+        console.setLevel(stderr_level)
         console._reminder_sync = True  # type: ignore[attr-defined]
         root.addHandler(console)
     root.setLevel(logging.DEBUG if debug else logging.INFO)

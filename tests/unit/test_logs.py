@@ -52,3 +52,25 @@ def test_configuring_twice_writes_each_record_once(tmp_path: Path, logged_home: 
     logging.getLogger("sync.engine").info("only once, please")
 
     assert logged_home.read_text().count("only once, please") == 1
+
+
+def test_the_terminal_gets_one_line_and_never_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(tmp_path / "home", stderr_level=logging.WARNING)
+    try:
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logging.getLogger("sync.engine").exception("sync run r1 failed")
+        logging.getLogger("sync.engine").info("not for the terminal")
+    finally:
+        for handler in list(logging.getLogger().handlers):
+            if getattr(handler, "_reminder_sync", False):
+                logging.getLogger().removeHandler(handler)
+                handler.close()
+
+    err = capsys.readouterr().err
+    assert "sync run r1 failed" in err
+    assert "Traceback" not in err and "not for the terminal" not in err
+    assert "Traceback" in (tmp_path / "home" / "reminder-sync.log").read_text()
