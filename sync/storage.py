@@ -4,8 +4,9 @@ TinyDB's stock `JSONStorage` rewrites the file in place, so a process killed mid
 truncated file; we never use it (nor `CachingMiddleware`). `AtomicJSONStorage` is a TinyDB
 storage that keeps the whole database in memory and writes only when told (`flush`):
 
-1. serialise everything first (a value that cannot be saved fails before the disk is touched);
-2. write a temp file in the same directory (mode 0600), fsync it;
+1. stream the JSON into a temp file in the same directory (mode 0600), fsync it; a value that
+   cannot be saved fails here, the temp file is removed and the file is untouched;
+2. (several files saved together: stage every temp file before committing any);
 3. hard-link the current good file to `<file>.bak` (atomically, through a temp name);
 4. `os.replace` the temp file over the state file, then fsync the directory.
 
@@ -21,11 +22,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
 import json
 import os
 import shutil
 import stat
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,48 +162,164 @@ def _refuse_unserialisable(value: Any) -> Any:
     )
 
 
-def serialise(data: Any) -> bytes:
-    """Compact ASCII JSON bytes; raises StateWriteError before any disk I/O on a bad value.
+def _encoder() -> json.JSONEncoder:
+    return json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_refuse_unserialisable)
+
+
+def serialise_text(data: Any) -> str:
+    """Compact ASCII JSON text; raises StateWriteError before any disk I/O on a bad value.
 
     ASCII (\\u escapes) because CPython's encoder is about twice as fast that way.
     """
     try:
-        text = json.dumps(
-            data,
-            separators=(",", ":"),
-            allow_nan=False,
-            default=_refuse_unserialisable,
-        )
+        return _encoder().encode(data)
     except ValueError as exc:  # NaN/Infinity, circular reference
         raise StateWriteError(f"Cannot save the state: {exc}. Nothing was written.") from None
-    return text.encode("utf-8")
 
 
-def atomic_write(path: Path, payload: bytes, *, keep_backup: bool = True) -> None:
-    """Replace `path` with `payload` so that a crash leaves either the old or the new file."""
+def serialise(data: Any) -> bytes:
+    """`serialise_text` as bytes (for small values; databases are streamed, see `stream_tables`)."""
+    return serialise_text(data).encode("ascii")
+
+
+class EncodedJSON(str):
+    """A document kept as its compact JSON text (what `encode_document` returns).
+
+    `stream_tables` writes it as it is. A large table of small documents (the task cache) takes
+    about a third of the memory this way that it takes as nested dicts, and a save encodes
+    nothing again.
+    """
+
+    __slots__ = ()
+
+
+def encode_document(value: Any) -> EncodedJSON:
+    """`value` as an EncodedJSON document (StateWriteError on a value that cannot be saved)."""
+    return EncodedJSON(serialise_text(value))
+
+
+WRITE_CHUNK = 1 << 20  # bytes gathered before one os.write
+DOCS_PER_PIECE = 500  # documents encoded by one call of the C encoder
+
+
+def _write_all(fd: int, payload: bytes) -> None:
+    view = memoryview(payload)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class _ChunkedWriter:
+    """Gathers ASCII text and writes it to `fd` about WRITE_CHUNK bytes at a time."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.parts: list[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size >= WRITE_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            _write_all(self.fd, "".join(self.parts).encode("ascii"))
+            self.parts, self.size = [], 0
+
+
+def stream_tables(fd: int, tables: Tables) -> None:
+    """Write `tables` as the compact ASCII JSON `serialise_text` would make, a few hundred
+    documents at a time, so a save never holds the whole text in memory.
+
+    `json.dumps` builds the whole text from a list of pieces (twice the file's size at its
+    peak: 124 MB for a 62 MB file), and `json.dump` into the file is the pure-Python encoder,
+    several times slower; encoding slices of each table with the C encoder costs neither.
+    A value that cannot be saved raises StateWriteError (the caller drops the temp file).
+    """
+    encode = _encoder().encode
+    out = _ChunkedWriter(fd)
+    try:
+        out.write("{")
+        for t_index, (name, docs) in enumerate(tables.items()):
+            out.write(("," if t_index else "") + encode(name) + ":")
+            if not isinstance(docs, dict):
+                out.write(encode(docs))
+                continue
+            out.write("{")
+            items = iter(docs.items())
+            first = True
+            while piece := list(itertools.islice(items, DOCS_PER_PIECE)):
+                out.write(("" if first else ",") + _encode_piece(encode, piece))
+                first = False
+            out.write("}")
+        out.write("}")
+        out.flush()
+    except ValueError as exc:  # NaN/Infinity, circular reference
+        raise StateWriteError(f"Cannot save the state: {exc}. Nothing was written.") from None
+
+
+def _encode_piece(encode: Callable[[Any], str], items: list[tuple[str, Any]]) -> str:
+    """`"id":{doc},...` for some documents of a table (no braces around)."""
+    if not any(isinstance(doc, EncodedJSON) for _doc_id, doc in items):
+        return encode(dict(items))[1:-1]  # one call of the C encoder for the whole piece
+    return ",".join(
+        encode(doc_id) + ":" + (doc if isinstance(doc, EncodedJSON) else encode(doc))
+        for doc_id, doc in items
+    )
+
+
+def _write_failed(path: Path, exc: OSError) -> StateWriteError:
+    reason = exc.strerror or str(exc)
+    hint = " Free some disk space and try again." if exc.errno == errno.ENOSPC else ""
+    return StateWriteError(
+        f"Could not save {path}: {reason}. The previous version is intact.{hint}"
+    )
+
+
+def stage_file(path: Path, write: Callable[[int], None]) -> Path:
+    """Step 1 of an atomic write: `write(fd)` fills a new private temp file beside `path`,
+    which is then fsynced. Returns the temp file for `commit_file`; on any failure the temp
+    file is gone and `path` untouched."""
     temp = _temp_name(path)
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
+            write(fd)
             os.fchmod(fd, 0o600)
             os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException as exc:
+        discard_file(temp)
+        if isinstance(exc, OSError):
+            raise _write_failed(path, exc) from None
+        raise
+    return temp
+
+
+def commit_file(path: Path, temp: Path, *, keep_backup: bool = True) -> None:
+    """Step 2: the current `path` becomes `<path>.bak` (if `keep_backup`), then `temp`
+    replaces `path`, and the directory is fsynced."""
+    try:
         if keep_backup and os.path.lexists(path):
             _keep_backup(path)
         os.replace(temp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        reason = exc.strerror or str(exc)
-        hint = " Free some disk space and try again." if exc.errno == errno.ENOSPC else ""
-        raise StateWriteError(
-            f"Could not save {path}: {reason}. The previous version is intact.{hint}"
-        ) from None
+        discard_file(temp)
+        raise _write_failed(path, exc) from None
+
+
+def discard_file(temp: Path) -> None:
+    with contextlib.suppress(OSError):
+        temp.unlink()
+
+
+def atomic_write(path: Path, payload: bytes, *, keep_backup: bool = True) -> None:
+    """Replace `path` with `payload` so that a crash leaves either the old or the new file."""
+    temp = stage_file(path, lambda fd: _write_all(fd, payload))
+    commit_file(path, temp, keep_backup=keep_backup)
 
 
 def _keep_backup(path: Path) -> None:
@@ -278,10 +397,13 @@ class AtomicJSONStorage(Storage):
     writes the file once, however many changes were made since the last one.
     """
 
-    def __init__(self, path: Path, tables: Tables, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path, tables: Tables, *, read_only: bool = False, keep_backup: bool = True
+    ) -> None:
         self.path = path
         self.tables: Tables = tables
         self.read_only = read_only
+        self.keep_backup = keep_backup
         self.dirty = False
         self.write_count = 0
 
@@ -295,16 +417,24 @@ class AtomicJSONStorage(Storage):
     def mark_dirty(self) -> None:
         self.dirty = True
 
+    def stage(self) -> Path:
+        """Write the tables to a temp file beside the file (see `stage_file`); the file
+        itself changes only at `commit`. StateWriteError on a value that cannot be saved."""
+        if self.read_only:
+            raise StateError(f"{self.path} was opened read-only; it cannot be saved.")
+        return stage_file(self.path, lambda fd: stream_tables(fd, self.tables))
+
+    def commit(self, temp: Path) -> None:
+        """Make the staged temp file the file; the copy is clean again."""
+        commit_file(self.path, temp, keep_backup=self.keep_backup)
+        self.dirty = False
+        self.write_count += 1
+
     def flush(self) -> bool:
         """Write the file if anything changed; True when a write happened."""
         if not self.dirty:
             return False
-        if self.read_only:
-            raise StateError(f"{self.path} was opened read-only; it cannot be saved.")
-        payload = serialise(self.tables)
-        atomic_write(self.path, payload)
-        self.dirty = False
-        self.write_count += 1
+        self.commit(self.stage())
         return True
 
     def close(self) -> None:

@@ -682,3 +682,30 @@ def test_killing_the_writer_mid_save_never_breaks_the_file(state_path: Path) -> 
     assert generations == sorted(generations)  # never went back to an older version
     assert generations[-1] > 0  # the writer really did save between kills
     assert temp_files_seen > 0, "no kill landed inside a write; the test proved nothing"
+
+
+def test_a_streamed_save_is_exactly_the_compact_json_text(tmp_path: Path) -> None:
+    """Large tables are written in slices; the file must be the same JSON, byte for byte."""
+    from sync import storage
+
+    tables = {
+        "meta": {"1": {"schema_version": 2}},
+        "empty": {},
+        "links": {
+            str(i): {"name": f"Café ☕ {i}", "n": i, "x": [1.5, None, True], "q": 'a"\\b\n'}
+            for i in range(storage.DOCS_PER_PIECE * 2 + 7)
+        },
+        "encoded": {  # documents kept as their JSON text are written as they are
+            str(i): storage.encode_document({"id": f"t{i}", "name": f"Zoë {i}"})
+            for i in range(storage.DOCS_PER_PIECE + 3)
+        },
+    }
+    out = tmp_path / "streamed.json"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        storage.stream_tables(fd, tables)
+    finally:
+        os.close(fd)
+    as_dicts = {**tables, "encoded": {k: json.loads(v) for k, v in tables["encoded"].items()}}
+    assert out.read_bytes() == storage.serialise(as_dicts)
+    assert json.loads(out.read_text()) == as_dicts
