@@ -1,26 +1,40 @@
-"""The local state: typed tables over a TinyDB database saved atomically (see `sync.storage`).
+"""The local state: typed tables over TinyDB databases saved atomically (see `sync.storage`).
 
-The file is a TinyDB database (`{"table": {"doc_id": {...}}}`) with these tables:
+The state lives in three files side by side (`state.json` and two beside it):
 
-- `meta`: the schema version (`SCHEMA_VERSION`; older files are upgraded by `MIGRATIONS`);
-- `links`: task pairs with their base (`sync.model.Link`);
-- `conflicts`, `resolutions`: decisions waiting for the user, and the user's answers;
-- `cursors`: per side, the change watermark and the time of the last successful run;
-- `settings`: one document (`Settings`); `connections`: non-secret connection details per side;
-- `audit`: the activity log, bounded to `AUDIT_LIMIT` entries;
-- `task_cache`: the last seen `SideTask` of each task per side, for the dashboard;
-- `errors`: failures parked per task (`ParkedError`), retried by later runs.
+- the **state file** (`path`), a TinyDB database (`{"table": {"doc_id": {...}}}`) with
+  `meta` (the schema version, `SCHEMA_VERSION`; older files are upgraded by `MIGRATIONS`),
+  `links` (task pairs with their base, `sync.model.Link`), `conflicts` and `resolutions`
+  (decisions waiting for the user, and the user's answers), `cursors` (per side, the change
+  watermark and the time of the last successful run), `settings` (one document, `Settings`),
+  `connections` (non-secret connection details per side), `errors` (failures parked per task,
+  `ParkedError`, retried by later runs) and the engine's own small tables (`skip_reasons`);
+- the **activity log** (`activity_path(path)`, table `audit`), bounded to `AUDIT_LIMIT`
+  entries; kept with a `.bak` like the state file; a damaged one is moved aside (not deleted)
+  and the log goes on from its `.bak`, or from empty;
+- the **task cache** (`cache_path(path)`, table `task_cache`): the last seen `SideTask` of each
+  task per side, for the dashboard. It is derived data, rebuilt from the services by later
+  reads, so it has no `.bak`, and a damaged cache file is discarded with a logged warning.
 
-Everything lives in memory while the store is open; `save()` writes the file once (the engine
-calls it after each batch of actions). Only one process may have the store open for writing.
-Hot tables (links, cache, ...) are kept as dicts keyed by their natural key and mirrored into the
-TinyDB tables in place, because TinyDB's own `Table` rewrites a whole table on each change (10,000
-single-link updates through it would take minutes). Do not write those tables through `db`.
+Why three files: at 10,000 links the cache was 70% and the log 17% of one 12 MB file that was
+rewritten on every save. Now each file is written only when it changed, so a save that moves
+a cursor no longer rewrites 10 MB of cached tasks. A save stages every changed file as a whole
+temp file first (a value that cannot be saved fails before any file changes), then replaces
+the log and the cache, and the state file last: a crash in between leaves a log or cache a
+little ahead of the state, never the state ahead of the log of what was done.
+
+Everything lives in memory while the store is open; `save()` writes the files. Only one process
+may have the store open for writing. Hot tables (links, cache, ...) are kept as dicts keyed by
+their natural key and mirrored into the TinyDB tables in place, because TinyDB's own `Table`
+rewrites a whole table on each change (10,000 single-link updates through it would take
+minutes). Do not write those tables through `db`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -60,11 +74,15 @@ from sync.storage import (
     Tables,
     backup_path,
     damaged_file_message,
+    discard_file,
+    encode_document,
     lock_path,
     read_json_file,
     remove_stale_temp_files,
     serialise,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "AUDIT_LIMIT",
@@ -78,12 +96,36 @@ __all__ = [
     "StateLockedError",
     "StateStore",
     "StateWriteError",
+    "activity_path",
+    "cache_path",
 ]
 
-SCHEMA_VERSION = 1
-# MIGRATIONS[n] upgrades the raw tables of a version-n file to version n + 1 (returns them).
-MIGRATIONS: dict[int, Callable[[Tables], Tables]] = {}
+SCHEMA_VERSION = 2
 AUDIT_LIMIT = 5000
+CACHE_TABLE = "task_cache"
+AUDIT_TABLE = "audit"
+
+
+def _v1_to_v2(tables: Tables) -> Tables:
+    """Version 2 keeps `task_cache` and `audit` in files of their own. The tables themselves
+    are unchanged; `StateStore.open` moves any it finds in the state file into those files
+    (it needs the other paths, which a migration step does not see)."""
+    return tables
+
+
+# MIGRATIONS[n] upgrades the raw tables of a version-n file to version n + 1 (returns them).
+MIGRATIONS: dict[int, Callable[[Tables], Tables]] = {1: _v1_to_v2}
+
+
+def cache_path(path: Path) -> Path:
+    """The task cache beside the state file `path` (state.json -> state.cache.json)."""
+    return path.with_name(f"{path.stem}.cache{path.suffix}")
+
+
+def activity_path(path: Path) -> Path:
+    """The activity log beside the state file `path` (state.json -> state.activity.json)."""
+    return path.with_name(f"{path.stem}.activity{path.suffix}")
+
 
 T = TypeVar("T")
 
@@ -449,11 +491,17 @@ class _KeyedTable(Generic[T]):
         key_of: Callable[[T], str],
         to_json: Callable[[T], dict[str, Any]],
         from_json: Callable[[Mapping[str, Any]], T],
+        *,
+        encoded: bool = False,
     ) -> None:
+        """`encoded`: keep each document as its JSON text (`EncodedJSON`), not as dicts: a
+        third of the memory for a big table nobody reads through TinyDB (the task cache).
+        A value that cannot be saved is then refused by `put`, not by the next save."""
         self._storage = storage
         self.name = name
         self._key_of = key_of
         self._to_json = to_json
+        self._encoded = encoded
         self.items: dict[str, T] = {}
         self._doc_ids: dict[str, str] = {}
         self._next_id = 1
@@ -461,6 +509,8 @@ class _KeyedTable(Generic[T]):
         for doc_id, doc in raw.items():
             try:
                 item = from_json(doc)
+                if encoded:
+                    raw[doc_id] = encode_document(doc)
                 self._next_id = max(self._next_id, int(doc_id) + 1)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 problem = f"holds an unreadable record in table '{name}' (document {doc_id}: {exc})"
@@ -480,12 +530,15 @@ class _KeyedTable(Generic[T]):
 
     def put(self, item: T) -> None:
         key = self._key_of(item)
+        doc = self._to_json(item)
+        if self._encoded:
+            doc = encode_document(doc)
         doc_id = self._doc_ids.get(key)
         if doc_id is None:
             doc_id = str(self._next_id)
             self._next_id += 1
             self._doc_ids[key] = doc_id
-        self._raw()[doc_id] = self._to_json(item)
+        self._raw()[doc_id] = doc
         self.items[key] = item
         self._storage.mark_dirty()
 
@@ -505,6 +558,114 @@ class _KeyedTable(Generic[T]):
 
 def _new_tables() -> Tables:
     return {"meta": {"1": {"schema_version": SCHEMA_VERSION, "app": paths.APP_NAME}}}
+
+
+# ---------------------------------------------------------------- the files beside the state
+
+CACHE_LABEL = "task cache"
+ACTIVITY_LABEL = "activity log"
+
+
+def _new_side_tables(table: str) -> Tables:
+    meta = {"schema_version": SCHEMA_VERSION, "app": paths.APP_NAME, "holds": table}
+    return {"meta": {"1": meta}, table: {}}
+
+
+def _side_tables(path: Path, table: str, data: Any, label: str) -> Tables:
+    """The tables of a side file, or StateFileError if it is not the file we wrote."""
+    try:
+        holds = data["meta"]["1"]["holds"]
+        docs = data[table]
+    except (KeyError, TypeError):
+        holds, docs = None, None
+    if holds != table or not isinstance(docs, dict):
+        problem = f"is not a reminder-sync {label} (unexpected layout)"
+        raise StateFileError(damaged_file_message(path, problem, label=label))
+    _check_shape(path, data)
+    return data
+
+
+def _short(exc: StateFileError) -> str:
+    """The first sentence of a damaged-file message (the advice that follows is for the state
+    file, whose loss matters; a side file is recovered here)."""
+    return str(exc).split(" Nothing was changed.")[0]
+
+
+def _read_side_file(path: Path, table: str, label: str) -> Tables | None:
+    """A side file's tables; None when it does not exist; StateFileError when damaged."""
+    data = read_json_file(path, label=label)
+    return None if data is None else _side_tables(path, table, data, label)
+
+
+def _open_cache(path: Path, *, read_only: bool) -> tuple[AtomicJSONStorage, str | None]:
+    """The task cache, or an empty one (and why) when its file is damaged: it is only a cache,
+    rebuilt from the services by later reads, so losing it loses nothing."""
+    where = cache_path(path)
+    try:
+        tables = _read_side_file(where, CACHE_TABLE, CACHE_LABEL)
+        problem = None
+    except StateFileError as exc:
+        tables, problem = None, _short(exc)
+        log.warning("%s; it is only a cache, so it was discarded and will be rebuilt", problem)
+    storage = AtomicJSONStorage(
+        where, tables or _new_side_tables(CACHE_TABLE), read_only=read_only, keep_backup=False
+    )
+    if tables is None and not read_only:
+        storage.mark_dirty()  # write a good file at the next save
+    return storage, problem
+
+
+@dataclass
+class _OpenedActivity:
+    storage: AtomicJSONStorage
+    problem: str | None = None
+    damaged: Path | None = None  # the damaged file, to be moved aside once the store opened
+
+    def keep_damaged_aside(self) -> None:
+        """Rename the damaged file (never delete it) before a save would replace it, or would
+        make it the `.bak` over the good copy the log went on from."""
+        if self.damaged is None or not os.path.lexists(self.damaged):
+            return
+        aside = self.damaged.with_name(
+            f"{self.damaged.name}.damaged-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+        )
+        try:
+            os.replace(self.damaged, aside)
+            self.problem = f"{self.problem} The damaged file was kept as {aside}."
+        except OSError as exc:
+            self.storage.keep_backup = False  # the good .bak must not become the damaged file
+            self.problem = f"{self.problem} It could not be kept aside ({exc.strerror})."
+        self.damaged = None
+
+
+def _open_activity(path: Path, *, read_only: bool) -> _OpenedActivity:
+    """The activity log. A damaged file is moved aside by `keep_damaged_aside`, never deleted
+    (in read-only mode it is left alone), and the log goes on from its `.bak` if that is good,
+    else from empty."""
+    where = activity_path(path)
+    try:
+        tables = _read_side_file(where, AUDIT_TABLE, ACTIVITY_LABEL)
+        if tables is None and backup_path(where).is_file():
+            raise StateFileError(damaged_file_message(where, "is missing", label=ACTIVITY_LABEL))
+        problem = None
+    except StateFileError as exc:
+        problem = _short(exc)
+        try:
+            tables = _read_side_file(backup_path(where), AUDIT_TABLE, ACTIVITY_LABEL)
+        except StateFileError:
+            tables = None
+        problem += (
+            " The log goes on from its backup copy (the last save's entries may be missing)."
+            if tables is not None
+            else " A new log was started."
+        )
+        log.warning("%s", problem)
+    storage = AtomicJSONStorage(where, tables or _new_side_tables(AUDIT_TABLE), read_only=read_only)
+    if read_only:
+        return _OpenedActivity(storage, problem)
+    if tables is None or problem:
+        storage.mark_dirty()
+    return _OpenedActivity(storage, problem, where if problem else None)
 
 
 def _schema_version(path: Path, tables: Tables) -> int:
@@ -569,10 +730,33 @@ class StateStore:
     however many changes were made). `close()` saves pending changes and releases the lock.
     """
 
-    def __init__(self, storage: AtomicJSONStorage, lock: ProcessLock | None) -> None:
+    def __init__(
+        self,
+        storage: AtomicJSONStorage,
+        lock: ProcessLock | None,
+        *,
+        cache: AtomicJSONStorage | None = None,
+        activity: AtomicJSONStorage | None = None,
+    ) -> None:
+        """`cache` and `activity`: the side files' storages (default: empty, beside the state
+        file). `open` is the way to get a store; this is for it and for tests."""
         self._storage = storage
         self._lock = lock
         self.path = storage.path
+        read_only = storage.read_only
+        self._cache_storage = cache or AtomicJSONStorage(
+            cache_path(self.path),
+            _new_side_tables(CACHE_TABLE),
+            read_only=read_only,
+            keep_backup=False,
+        )
+        self._activity = activity or AtomicJSONStorage(
+            activity_path(self.path), _new_side_tables(AUDIT_TABLE), read_only=read_only
+        )
+        # What was wrong with a side file at open (for the activity log), and whether the
+        # cache started empty because its file was damaged (the engine may re-read all).
+        self.damage_notes: list[str] = []
+        self.cache_was_reset = False
         # Stamps audit entries; the engine points it at its own clock so that the log agrees
         # with the emulators' shifted clock and with fixed-clock tests.
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -604,25 +788,58 @@ class StateStore:
         self._cursors = _KeyedTable(
             storage, "cursors", lambda c: c.side.value, cursor_to_json, cursor_from_json
         )
-        self._cache = _KeyedTable(
-            storage,
-            "task_cache",
-            lambda t: _side_key(t.side, t.id),
-            side_task_to_json,
-            side_task_from_json,
-        )
+        self._cache = self._load_cache()
         self._errors = _KeyedTable(
             storage, "errors", lambda e: e.key, parked_to_json, parked_from_json
         )
         self._settings = self._load_settings()
-        try:
-            audit_ids = sorted(storage.tables.setdefault("audit", {}), key=int)
-        except ValueError:
-            problem = "has a bad document id in table 'audit'"
-            raise StateFileError(damaged_file_message(self.path, problem)) from None
-        self._audit_ids: deque[str] = deque(audit_ids)
+        self._audit_ids: deque[str] = deque(self._load_audit_ids())
         self._audit_next = int(self._audit_ids[-1]) + 1 if self._audit_ids else 1
         storage.tables.setdefault("connections", {})
+
+    def _load_cache(self) -> _KeyedTable[SideTask]:
+        def table() -> _KeyedTable[SideTask]:
+            return _KeyedTable(
+                self._cache_storage,
+                CACHE_TABLE,
+                lambda t: _side_key(t.side, t.id),
+                side_task_to_json,
+                side_task_from_json,
+                encoded=True,
+            )
+
+        try:
+            return table()
+        except StateFileError as exc:  # an unreadable record: the cache is only a cache
+            problem = _short(exc).replace("state file", CACHE_LABEL, 1)
+            log.warning("%s; it is only a cache, so it was discarded and will be rebuilt", problem)
+            self.note_damage(problem + " It was discarded; later reads rebuild it.")
+            self._cache_storage.tables = _new_side_tables(CACHE_TABLE)
+            if not self._cache_storage.read_only:
+                self._cache_storage.mark_dirty()
+            self.cache_was_reset = True
+            return table()
+
+    def _load_audit_ids(self) -> list[str]:
+        table = self._activity.tables.setdefault(AUDIT_TABLE, {})
+        try:
+            return sorted(table, key=int)
+        except ValueError:
+            pass
+        # Only hand-editing makes a bad id: keep the readable entries, drop the rest.
+        good = {doc_id: doc for doc_id, doc in table.items() if doc_id.isdigit()}
+        self.note_damage(
+            f"The activity log {self._activity.path} had {len(table) - len(good)} entries with "
+            "a bad id; they were dropped."
+        )
+        self._activity.tables[AUDIT_TABLE] = good
+        if not self._activity.read_only:
+            self._activity.mark_dirty()
+        return sorted(good, key=int)
+
+    def note_damage(self, message: str) -> None:
+        """Remember a problem found in a side file; `open` writes it to the activity log."""
+        self.damage_notes.append(message)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -642,7 +859,8 @@ class StateStore:
             lock.acquire()
         try:
             if lock:
-                remove_stale_temp_files(path)
+                for each in (path, cache_path(path), activity_path(path)):
+                    remove_stale_temp_files(each)
             data = read_json_file(path)
             if data is None:
                 if backup_path(path).exists():
@@ -650,8 +868,29 @@ class StateStore:
                 tables, changed = _new_tables(), True
             else:
                 tables, changed = migrate(path, _check_shape(path, data))
+            cache, cache_problem = _open_cache(path, read_only=read_only)
+            opened = _open_activity(path, read_only=read_only)
+            activity = opened.storage
+            # A version 1 file holds the cache and the log itself: they move out, and win over
+            # any side file (one left by an upgrade that stopped before the state was saved).
+            for side, name in ((cache, CACHE_TABLE), (activity, AUDIT_TABLE)):
+                if name in tables:
+                    side.tables[name] = tables.pop(name)
+                    side.mark_dirty()
+                    changed = True
+                    if side is cache:
+                        cache_problem = None
             storage = AtomicJSONStorage(path, tables, read_only=read_only)
-            store = cls(storage, lock)
+            store = cls(storage, lock, cache=cache, activity=activity)
+            if cache_problem:
+                store.cache_was_reset = True
+                store.note_damage(cache_problem + " It was discarded; later reads rebuild it.")
+            opened.keep_damaged_aside()
+            if opened.problem:
+                store.note_damage(opened.problem)
+            if not read_only:
+                for note in store.damage_notes:
+                    store.audit("state", note)
             if changed and not read_only:
                 storage.mark_dirty()
                 store.save()  # a new file exists at once; a migration keeps the old one as .bak
@@ -662,8 +901,26 @@ class StateStore:
             raise
 
     def save(self) -> bool:
-        """Write all changes since the last save in one atomic write. True if it wrote."""
-        return self._storage.flush()
+        """Write every file that changed since the last save, each in one atomic write.
+
+        Each is streamed to a temp file first, and only when all are whole do they replace
+        the files (a value that cannot be saved, or a full disk, leaves every file as it was):
+        the activity log and the cache first, the state file last (see the module docstring).
+        True if anything was written.
+        """
+        dirty = [s for s in (self._activity, self._cache_storage, self._storage) if s.dirty]
+        staged: list[tuple[AtomicJSONStorage, Path]] = []
+        try:
+            for storage in dirty:
+                staged.append((storage, storage.stage()))
+            while staged:
+                storage, temp = staged[0]
+                storage.commit(temp)
+                staged.pop(0)
+        finally:
+            for _storage, temp in staged:  # a failure: no file changed after it
+                discard_file(temp)
+        return bool(dirty)
 
     def close(self) -> None:
         """Save pending changes (not in read-only mode) and release the lock. Idempotent."""
@@ -687,12 +944,23 @@ class StateStore:
 
     @property
     def dirty(self) -> bool:
-        return self._storage.dirty
+        """True while any of the files has changes not yet saved."""
+        return self._storage.dirty or self._cache_storage.dirty or self._activity.dirty
 
     @property
     def write_count(self) -> int:
-        """How many times this store wrote the file since it was opened."""
+        """How many times this store wrote the state file since it was opened."""
         return self._storage.write_count
+
+    @property
+    def cache_path(self) -> Path:
+        """The task cache file beside the state file."""
+        return self._cache_storage.path
+
+    @property
+    def activity_path(self) -> Path:
+        """The activity log file beside the state file."""
+        return self._activity.path
 
     @property
     def schema_version(self) -> int:
@@ -854,19 +1122,19 @@ class StateStore:
             "category": category,
         }
         serialise(entry)  # a value that cannot be saved is refused here, not at the next save
-        table = self._storage.tables.setdefault("audit", {})
+        table = self._activity.tables.setdefault(AUDIT_TABLE, {})
         doc_id = str(self._audit_next)
         self._audit_next += 1
         table[doc_id] = entry
         self._audit_ids.append(doc_id)
         while len(self._audit_ids) > AUDIT_LIMIT:
             table.pop(self._audit_ids.popleft(), None)
-        self._storage.mark_dirty()
+        self._activity.mark_dirty()
         return dict(entry)
 
     def activity(self, limit: int = 500) -> list[dict[str, Any]]:
         """Audit entries, newest first, as plain JSON dicts (`at` is an ISO 8601 string)."""
-        table = self._storage.tables.get("audit", {})
+        table = self._activity.tables.get(AUDIT_TABLE, {})
         out = []
         for doc_id in reversed(self._audit_ids):
             if len(out) >= limit:

@@ -359,13 +359,23 @@ def test_a_value_that_cannot_be_saved_leaves_the_file_alone(store: StateStore) -
     before = store.path.read_bytes()
     with pytest.raises(StateWriteError, match="Cannot save a object"):
         store.audit("update", after={"details": object()})  # refused at once
-    store.put_cached_tasks([SideTask(Side.SALESCONNECT, "sc1", Task("x"), raw={"x": object()})])
+    with pytest.raises(StateWriteError, match="nothing was written"):  # refused at once too
+        store.put_cached_tasks([SideTask(Side.SALESCONNECT, "sc1", Task("x"), raw={"x": object()})])
+    assert store.cached_task(Side.SALESCONNECT, "sc1") is None
+    store.put_cached_tasks([SideTask(Side.SALESCONNECT, "sc2", Task("good"))])
+    cache_before = store.cache_path.read_bytes()
+    store.audit("run", "a good entry")  # its file is staged, but not committed either
+    log_before = store.activity_path.read_bytes()
+    store.put_link(make_link(2, notes={"x": object()}))
     with pytest.raises(StateWriteError, match="nothing was written"):
-        store.save()  # serialised before the disk is touched
+        store.save()  # every file is staged whole before any file changes
     assert store.path.read_bytes() == before
-    assert list(store.path.parent.glob(".state.json.*.tmp")) == []
-    store.drop_cached_task(Side.SALESCONNECT, "sc1")
+    assert store.cache_path.read_bytes() == cache_before
+    assert store.activity_path.read_bytes() == log_before
+    assert list(store.path.parent.glob(".*.tmp")) == []
+    store.delete_link(make_link(2).key)
     assert store.save() is True
+    assert StateStore.open(store.path, read_only=True).cached_task(Side.SALESCONNECT, "sc2")
 
 
 DISK_FULL = """
@@ -527,19 +537,214 @@ def test_an_old_file_is_upgraded_and_the_old_version_kept(
     state_path.parent.mkdir(mode=0o700)
     state_path.write_text(json.dumps(V1_FILE))
 
-    def v1_to_v2(tables):
+    def v2_to_v3(tables):
         for doc in tables["links"].values():
             doc["notes"] = {"name": "migrated"}
         return tables
 
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(store_module, "MIGRATIONS", {1: v1_to_v2})
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(store_module, "MIGRATIONS", {**store_module.MIGRATIONS, 2: v2_to_v3})
     with StateStore.open(state_path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == 3
         assert store.link_by_sc("sc1").notes == {"name": "migrated"}
-    assert json.loads(state_path.read_text())["meta"]["1"]["schema_version"] == 2
+    assert json.loads(state_path.read_text())["meta"]["1"]["schema_version"] == 3
     bak = json.loads(state_path.with_name("state.json.bak").read_text())
     assert bak == V1_FILE
+
+
+CACHED_DOC = {
+    "side": "salesforce",
+    "id": "00T1",
+    "fields": {"name": "Call Jane", "status": "open", "priority": "high",
+               "due_date": "2025-03-07", "details": ""},
+    "version": "2025-03-04T09:00:00.000+0000",
+    "created_at": "2025-03-04T09:00:00+00:00",
+    "updated_at": "2025-03-04T09:00:00+00:00",
+    "deleted": False, "in_scope": True, "scope_reason": "", "raw": {}, "problems": {},
+}  # fmt: skip
+AUDIT_DOCS = {
+    str(i): {"at": f"2025-03-04T09:0{i}:00+00:00", "run_id": "r1", "kind": "update",
+             "side": "salesforce", "sc_id": "sc1", "sf_id": "00T1", "before": None,
+             "after": None, "message": f"old entry {i}", "category": ""}
+    for i in (1, 2, 3)
+}  # fmt: skip
+V1_FILE_WITH_CACHE_AND_LOG = {**V1_FILE, "task_cache": {"4": CACHED_DOC}, "audit": AUDIT_DOCS}
+
+
+def test_a_version_1_file_moves_its_cache_and_log_into_their_own_files(
+    state_path: Path,
+) -> None:
+    state_path.parent.mkdir(mode=0o700)
+    state_path.write_text(json.dumps(V1_FILE_WITH_CACHE_AND_LOG))
+    cache_file = state_path.with_name("state.cache.json")
+    log_file = state_path.with_name("state.activity.json")
+
+    with StateStore.open(state_path, read_only=True) as reader:  # a reader upgrades in memory
+        assert reader.cached_task(Side.SALESFORCE, "00T1").fields.name == "Call Jane"
+    assert json.loads(state_path.read_text()) == V1_FILE_WITH_CACHE_AND_LOG
+    assert not cache_file.exists() and not log_file.exists()
+
+    with StateStore.open(state_path) as store:
+        assert store.schema_version == 2
+        assert store.cache_path == cache_file and store.activity_path == log_file
+        assert store.link_by_sc("sc1").sf_id == "00T1"
+        assert store.cached_task(Side.SALESFORCE, "00T1").fields.due_date == date(2025, 3, 7)
+        assert [e["message"] for e in store.activity()] == [f"old entry {i}" for i in (3, 2, 1)]
+    main = json.loads(state_path.read_text())
+    assert main["meta"]["1"]["schema_version"] == 2
+    assert "task_cache" not in main and "audit" not in main
+    assert main["links"] == V1_FILE["links"]
+    assert json.loads(cache_file.read_text())["task_cache"] == {"4": CACHED_DOC}
+    assert json.loads(log_file.read_text())["audit"] == AUDIT_DOCS
+    assert json.loads(state_path.with_name("state.json.bak").read_text()) == (
+        V1_FILE_WITH_CACHE_AND_LOG
+    )  # the old version, whole
+
+    with StateStore.open(state_path) as again:  # and the new layout reads back as it was
+        assert again.cached_task(Side.SALESFORCE, "00T1").version == CACHED_DOC["version"]
+        again.audit("run", "after the upgrade")
+        assert len(again.activity()) == 4
+
+
+def test_an_upgrade_cut_short_before_the_state_file_is_redone_from_the_old_file(
+    state_path: Path,
+) -> None:
+    """Side files are written first; if the process dies before the state file is replaced,
+    the version 1 file is still there and its tables win over the side files left behind."""
+    state_path.parent.mkdir(mode=0o700)
+    state_path.write_text(json.dumps(V1_FILE_WITH_CACHE_AND_LOG))
+    leftover = {"meta": {"1": {"schema_version": 2, "holds": "task_cache"}}, "task_cache": {}}
+    state_path.with_name("state.cache.json").write_text(json.dumps(leftover))
+    with StateStore.open(state_path) as store:
+        assert store.cached_task(Side.SALESFORCE, "00T1") is not None
+        assert len(store.activity()) == 3
+
+
+# ------------------------------------------------------------------ the files beside the state
+
+
+def file_stamps(store: StateStore) -> dict[str, int]:
+    paths = (store.path, store.cache_path, store.activity_path)
+    return {p.name: p.stat().st_ino for p in paths}
+
+
+def test_a_save_rewrites_only_the_files_that_changed(store: StateStore) -> None:
+    store.put_link(make_link(1))
+    store.put_cached_tasks([SideTask(Side.SALESCONNECT, "sc1", Task("Call"))])
+    store.audit("create", "linked 1")
+    store.save()
+    before = file_stamps(store)
+
+    store.put_cursor(Cursor(Side.SALESFORCE, "2025-03-04T09:00:00.000+0000"))
+    assert store.save() is True
+    after = file_stamps(store)
+    assert after["state.json"] != before["state.json"]
+    assert after["state.cache.json"] == before["state.cache.json"]  # not rewritten
+    assert after["state.activity.json"] == before["state.activity.json"]
+
+    before = after
+    store.put_cached_tasks([SideTask(Side.SALESCONNECT, "sc2", Task("Email"))])
+    store.save()
+    after = file_stamps(store)
+    assert after["state.cache.json"] != before["state.cache.json"]
+    assert after["state.json"] == before["state.json"]
+    assert after["state.activity.json"] == before["state.activity.json"]
+
+    before = after
+    store.audit("run", "nothing to do")
+    store.save()
+    after = file_stamps(store)
+    assert after["state.activity.json"] != before["state.activity.json"]
+    assert after["state.json"] == before["state.json"]
+    assert after["state.cache.json"] == before["state.cache.json"]
+    assert store.save() is False and file_stamps(store) == after
+
+
+def test_a_damaged_cache_is_discarded_with_a_warning_and_rebuilt(
+    state_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with StateStore.open(state_path) as store:
+        store.put_link(make_link(1))
+        store.put_cached_tasks([SideTask(Side.SALESCONNECT, "sc1", Task("Call"))])
+    state_before = state_path.read_bytes()
+    cache_file = state_path.with_name("state.cache.json")
+    cache_file.write_bytes(cache_file.read_bytes()[:40])  # cut short
+
+    with caplog.at_level("WARNING", logger="sync.store"):
+        store = StateStore.open(state_path)
+    try:
+        assert "task cache" in caplog.text and "discarded" in caplog.text
+        assert store.cache_was_reset
+        assert store.cached_tasks(Side.SALESCONNECT) == {}
+        assert store.links() == {make_link(1).key: make_link(1)}  # the state is untouched
+        assert "task cache" in store.activity(limit=1)[0]["message"]
+        store.put_cached_tasks([SideTask(Side.SALESCONNECT, "sc1", Task("Call again"))])
+    finally:
+        store.close()
+    assert json.loads(state_path.read_text())["links"] == json.loads(state_before)["links"]
+    with StateStore.open(state_path) as again:
+        assert not again.cache_was_reset
+        assert again.cached_task(Side.SALESCONNECT, "sc1").fields.name == "Call again"
+
+
+def test_a_cache_with_an_unreadable_record_is_discarded_too(state_path: Path) -> None:
+    with StateStore.open(state_path) as store:
+        store.put_cached_tasks([SideTask(Side.SALESCONNECT, "sc1", Task("Call"))])
+    cache_file = state_path.with_name("state.cache.json")
+    cache_file.write_text(cache_file.read_text().replace('"side":', '"sidx":'))
+    with StateStore.open(state_path) as store:
+        assert store.cache_was_reset and store.cached_tasks(Side.SALESCONNECT) == {}
+    assert '"sidx"' not in cache_file.read_text()  # a good file replaced it
+
+
+def test_a_damaged_activity_log_is_kept_aside_and_goes_on_from_its_backup(
+    state_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with StateStore.open(state_path) as store:
+        store.audit("run", "first")
+        store.save()
+        store.audit("run", "second")
+    log_file = state_path.with_name("state.activity.json")
+    damaged = b'{"meta": {"1": {'
+    log_file.write_bytes(damaged)
+
+    with StateStore.open(state_path, read_only=True) as reader:  # a reader changes nothing
+        assert [e["message"] for e in reader.activity()] == ["first"]
+    assert log_file.read_bytes() == damaged
+
+    with caplog.at_level("WARNING", logger="sync.store"):
+        store = StateStore.open(state_path)
+    try:
+        messages = [e["message"] for e in store.activity()]
+        assert messages[1:] == ["first"]  # from the .bak: only the last save's entry is lost
+        assert "activity log" in messages[0] and "kept as" in messages[0]
+        assert "activity log" in caplog.text
+    finally:
+        store.close()
+    [aside] = state_path.parent.glob("state.activity.json.damaged-*")
+    assert aside.read_bytes() == damaged  # nothing deleted
+    assert json.loads(log_file.read_text())["audit"]  # a good log again
+    bak = json.loads(state_path.with_name("state.activity.json.bak").read_text())
+    assert [d["message"] for d in bak["audit"].values()] == ["first"]  # the good copy stayed
+
+
+def test_side_files_are_private_and_their_stale_temp_files_removed(state_path: Path) -> None:
+    with StateStore.open(state_path) as store:
+        store.put_cached_tasks([SideTask(Side.SALESCONNECT, "sc1", Task("Call"))])
+        store.audit("run", "one")
+        store.save()
+        store.audit("run", "two")
+    leftovers = [
+        state_path.with_name(".state.cache.json.deadbeef.tmp"),
+        state_path.with_name(".state.activity.json.deadbeef.tmp"),
+    ]
+    for leftover in leftovers:
+        leftover.write_text('{"half": ')
+    StateStore.open(state_path).close()
+    assert not any(p.exists() for p in leftovers)
+    for name in ("state.cache.json", "state.activity.json", "state.activity.json.bak"):
+        assert stat.S_IMODE(state_path.with_name(name).stat().st_mode) == 0o600, name
+    assert not state_path.with_name("state.cache.json.bak").exists()  # a cache needs none
 
 
 def test_a_missing_upgrade_step_is_a_clear_error(
