@@ -29,12 +29,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from emulators.server import serve_in_thread
 from sync import paths
 from sync.connectors.http import ServiceError
 from sync.events import Outcome
 from sync.model import ConflictKind, Side
 from sync.store import StateStore
+from tests.reliability.conftest import serve_in_thread
 from tests.reliability.tamper import Tamper, json_edit, raw, replace_with
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
-from emulators.server import serve_in_thread
 from sync.events import Outcome
+from tests.reliability.conftest import serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 BROWSER = "the user's browser"  # its own log lines are not the tool's: filtered out
