@@ -111,3 +111,37 @@ async def test_ten_thousand_rows_update_by_diff_not_rebuild() -> None:
         assert table.row_count == 9_998
         stats = table.show(rows[:2000])  # most rows left: one rebuild, not 8,000 removals
         assert stats.rebuilt and table.row_count == 2000
+
+
+async def test_many_rows_leave_and_arrive_in_one_update() -> None:
+    app = TableApp()
+    async with app.run_test(size=(80, 20)) as pilot:
+        table = app.query_one(TaskTable)
+        rows = [row(f"k{i}", f"Task {i}") for i in range(100)]
+        table.show(rows)
+        table.move_to_key("k50")
+        kept = [r for i, r in enumerate(rows) if i % 3]  # a third leave: removed, not rebuilt
+        wanted = [row("new", "A new task"), *kept[::-1]]
+        stats = table.show(wanted)
+        assert (stats.rebuilt, stats.removed, stats.added, stats.sorted) == (False, 34, 1, True)
+        order = [r.key for r in wanted]
+        assert table.keys == order
+        assert [r.key.value for r in table.ordered_rows] == order
+        assert [table.get_row_index(key) for key in order] == list(range(len(order)))
+        assert shown(table)[0] == ("new", "A new task")
+        assert table.cursor_key == "k50"  # the cursor stayed on its task
+        await pilot.press("down")
+        assert table.cursor_key == order[order.index("k50") + 1]
+        await pilot.pause()
+
+
+async def test_rows_given_the_same_cells_are_not_touched() -> None:
+    app = TableApp()
+    async with app.run_test(size=(80, 20)):
+        table = app.query_one(TaskTable)
+        rows = [row("a", "A"), row("b", "B")]
+        table.show(rows)
+        stats = table.show([rows[0], row("b", "B")])  # equal cells, new objects
+        assert stats.updated_cells == 0
+        stats = table.show([rows[0], row("b", "B", due="today")])
+        assert stats.updated_cells == 1 and str(table.get_cell("b", "due")) == "today"

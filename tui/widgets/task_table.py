@@ -1,23 +1,32 @@
 """A DataTable that takes the whole list of rows each time and applies only the difference.
 
 `show(rows)` compares the new rows with what is on screen, by row key:
-  - a row whose cells changed gets `update_cell` for those cells only,
+  - a row whose cells changed gets `update_cell` for those cells only (a row given the very
+    same cells tuple as last time costs one identity check),
   - a new row gets `add_row(key=...)`,
-  - a row that left is removed, unless most rows left, then the table is rebuilt
-    (DataTable.remove_row is O(n), so removing thousands one by one would be quadratic),
-  - if the order changed, one sort puts the rows in the wanted order.
+  - rows that left are removed together in one pass, unless most rows left, then the table is
+    rebuilt (DataTable.remove_row renumbers every row, so thousands one by one are quadratic),
+  - if the order changed, the rows are renumbered once into the wanted order.
 All of it inside one `batch_update()`, so the screen repaints once. The cursor stays on the
 same task across updates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual._two_way_dict import TwoWayDict
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
+from textual.widgets.data_table import (
+    CellDoesNotExist,
+    CellKey,
+    DuplicateKey,
+    Row,
+    RowDoesNotExist,
+    RowKey,
+)
 
 
 @dataclass(frozen=True)
@@ -58,8 +67,7 @@ class TaskTable(DataTable):
             cursor_foreground_priority="renderable",
         )
         self._columns_spec: tuple[Column, ...] = ()
-        # What is on screen: key -> the cell objects the table holds (kept so that sorting can
-        # find a row by the identity of its first cell).
+        # What is on screen: key -> the cells the table holds, in display order.
         self._shown: dict[str, tuple[Text, ...]] = {}
         self._order: list[str] = []
         self.last_diff = DiffStats()
@@ -113,34 +121,36 @@ class TaskTable(DataTable):
         """Make the table show exactly `rows`, in this order, touching only what changed."""
         stats = DiffStats()
         wanted_order = [row.key for row in rows]
-        wanted = {row.key: row for row in rows}
+        wanted = set(wanted_order)
         keep_cursor = self.cursor_key
-        removed = [key for key in self._shown if key not in wanted]
+        shown = self._shown
+        removed = [key for key in shown if key not in wanted]
         with self.app.batch_update():
-            if not self._shown or (removed and len(removed) * 2 > len(self._shown)):
+            if not shown or (removed and len(removed) * 2 > len(shown)):
                 self._rebuild(rows)
                 stats.rebuilt = True
                 stats.added = len(rows)
             else:
-                for key in removed:
-                    self.remove_row(key)
-                    del self._shown[key]
-                stats.removed = len(removed)
+                order = self._order
+                if removed:
+                    self._remove_rows(removed)
+                    order = [key for key in order if key in wanted]
+                    stats.removed = len(removed)
+                new_rows = []
                 for row in rows:
-                    old = self._shown.get(row.key)
+                    old = shown.get(row.key)
                     if old is None:
-                        cells = _fresh(row.cells)
-                        self.add_row(*cells, key=row.key)
-                        self._shown[row.key] = cells
-                        stats.added += 1
-                    elif old != row.cells:
+                        new_rows.append(row)
+                    elif old is not row.cells and old != row.cells:
                         stats.updated_cells += self._update_changed(row.key, old, row.cells)
-                current_order = [key for key in self._order if key in wanted] + [
-                    row.key for row in rows if row.key not in self._order
-                ]
-                if current_order != wanted_order:
-                    self._sort_into(wanted_order)
+                if new_rows:
+                    self._append_rows(new_rows)
+                    order += [row.key for row in new_rows]
+                    stats.added = len(new_rows)
+                if order != wanted_order:
                     stats.sorted = True
+                if removed or stats.sorted:
+                    self._renumber(wanted_order)
             self._order = wanted_order
             if keep_cursor is not None and keep_cursor in wanted:
                 self.move_to_key(keep_cursor)
@@ -150,10 +160,7 @@ class TaskTable(DataTable):
     def _rebuild(self, rows: Sequence[RowView]) -> None:
         self.clear(columns=False)
         self._shown = {}
-        for row in rows:
-            cells = _fresh(row.cells)
-            self.add_row(*cells, key=row.key)
-            self._shown[row.key] = cells
+        self._append_rows(rows)
 
     def _update_changed(self, key: str, old: tuple[Text, ...], new: tuple[Text, ...]) -> int:
         cells = list(old)
@@ -161,27 +168,72 @@ class TaskTable(DataTable):
         for index, (column, before, after) in enumerate(
             zip(self._columns_spec, old, new, strict=True)
         ):
-            if before == after:
+            if before is after or before == after:
                 continue
-            value = after.copy() if index == 0 else after
             try:
-                self.update_cell(key, column.key, value)
+                self.update_cell(key, column.key, after)
             except CellDoesNotExist:
                 continue
-            cells[index] = value
+            cells[index] = after
             changed += 1
         self._shown[key] = tuple(cells)
         return changed
 
-    def _sort_into(self, order: list[str]) -> None:
-        # DataTable.sort hands the key function the row's cell values only; every row's first
-        # cell is its own object (see `_fresh`), so its identity names the row.
-        position = {id(self._shown[key][0]): index for index, key in enumerate(order)}
-        self.sort(key=lambda values: position.get(id(values[0]), len(position)))
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        # DataTable measures every cell of every new row to size auto-width columns (2.5 s for
+        # 10,000 rows). With every column of a fixed width and rows one line high (the default
+        # of add_row), a new row changes nothing but the row count, which it recounts anyway.
+        if self._columns_spec and all(column.width for column in self._columns_spec):
+            new_rows = ()
+        super()._update_dimensions(new_rows)
 
+    # DataTable (textual 8.2) offers add_row and remove_row, which do their bookkeeping per row
+    # (remove_row renumbers every remaining row each time), and sort, whose key sees only cell
+    # values. These do the same bookkeeping once for a whole update, on DataTable's own
+    # attributes (textual is pinned); tests/tui/test_task_table.py checks what they leave.
 
-def _fresh(cells: tuple[Text, ...]) -> tuple[Text, ...]:
-    """A copy of the first cell, so no two rows share that object (sorting relies on it)."""
-    if not cells:
-        return cells
-    return (cells[0].copy(), *cells[1:])
+    def _append_rows(self, rows: Sequence[RowView]) -> None:
+        """add_row for many rows at once: add_row re-sorts the columns twice and re-validates
+        the cursor for every row (0.1-0.2 ms each); this does that once."""
+        columns = [column.key for column in self.ordered_columns]
+        first_row = self.row_count == 0
+        locations = self._row_locations
+        start = len(locations)
+        for offset, row in enumerate(rows):
+            if len(row.cells) > len(columns):
+                raise ValueError("More values provided than there are columns.")
+            row_key = RowKey(row.key)
+            if row_key in locations:
+                raise DuplicateKey(f"The row key {row_key!r} already exists.")
+            locations[row_key] = start + offset
+            self._data[row_key] = dict(zip(columns, row.cells, strict=False))
+            self.rows[row_key] = Row(row_key, 1)
+            self._new_rows.add(row_key)
+            self._shown[row.key] = row.cells
+        if not rows:
+            return
+        self._require_update_dimensions = True
+        self.cursor_coordinate = self.cursor_coordinate
+        if first_row and columns and self.show_cursor and self.cursor_type != "none":
+            self._highlight_cursor()  # as add_row: a cursor appears, RowHighlighted is posted
+        self._update_count += 1
+        self.check_idle()
+
+    def _remove_rows(self, keys: Sequence[str]) -> None:
+        """Drop these rows' data; `_renumber` then gives the rest their new positions."""
+        for key in keys:
+            row_key = RowKey(key)
+            for column_key in self._data.get(row_key, {}):
+                self._updated_cells.discard(CellKey(row_key, column_key))
+            self.rows.pop(row_key, None)
+            self._data.pop(row_key, None)
+            del self._shown[key]
+        self._require_update_dimensions = True
+
+    def _renumber(self, order: Sequence[str]) -> None:
+        """Put the rows in this order (every key in `order` is in the table)."""
+        self._row_locations = TwoWayDict({RowKey(key): index for index, key in enumerate(order)})
+        self.cursor_coordinate = self.cursor_coordinate  # clamped if rows left
+        self.hover_coordinate = self.hover_coordinate
+        self._update_count += 1
+        self.refresh(layout=True)
