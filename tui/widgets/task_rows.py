@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 from rich.text import Text
@@ -98,36 +99,57 @@ def sf_status(task: Any) -> str:
     return SF_STATUS_LABEL.get(task.fields.status or "", "")
 
 
-def _styled_sc_status(task: Any) -> Text:
-    if task is None:
-        return Text("")
-    if task.fields.status == STATUS_COMPLETE:
+# Most cells hold one of a few values (a due label, a status word, a marker): each distinct one
+# is made once and shared by every row that shows it; the table only reads cells.
+_cell = lru_cache(maxsize=4096)
+_EMPTY = Text("")
+
+
+@_cell
+def _sc_status_cell(status: str | None) -> Text:
+    if status == STATUS_COMPLETE:
         return Text("done", style="green")
     return Text("open", style="dim")
 
 
-def _styled_sf_status(task: Any) -> Text:
+def _styled_sc_status(task: Any) -> Text:
     if task is None:
-        return Text("")
-    label = sf_status(task)
-    if task.fields.status is None:
+        return _EMPTY
+    return _sc_status_cell(task.fields.status)
+
+
+@_cell
+def _sf_status_cell(label: str, status: str | None) -> Text:
+    if status is None:
         style = "yellow"  # a value Sales Connect cannot hold: not synced
-    elif task.fields.status == STATUS_COMPLETE:
+    elif status == STATUS_COMPLETE:
         style = "green"
     else:
         style = "dim"
     return plain(label, width=11, style=style)
 
 
+def _styled_sf_status(task: Any) -> Text:
+    if task is None:
+        return _EMPTY
+    return _sf_status_cell(sf_status(task), task.fields.status)
+
+
+@_cell
+def _priority_cell(priority: str | None, side: Side, unmapped_label: str) -> Text:
+    if priority == PRIORITY_HIGH:
+        return Text("high" if side is Side.SALESCONNECT else "High", style="bold red")
+    if priority is None:
+        return plain(unmapped_label, width=4, style="dim yellow")
+    return _EMPTY
+
+
 def _styled_priority(task: Any, side: Side) -> Text:
     """High stands out, Low is dim, Normal stays empty (most tasks are normal)."""
     if task is None:
-        return Text("")
-    if task.fields.priority == PRIORITY_HIGH:
-        return Text("high" if side is Side.SALESCONNECT else "High", style="bold red")
-    if task.fields.priority is None:
-        return plain(sf_priority(task), width=4, style="dim yellow")
-    return Text("")
+        return _EMPTY
+    priority = task.fields.priority
+    return _priority_cell(priority, side, sf_priority(task) if priority is None else "")
 
 
 def sf_priority(task: Any) -> str:
@@ -137,46 +159,60 @@ def sf_priority(task: Any) -> str:
     return SF_PRIORITY_LABEL.get(task.fields.priority or "", "")
 
 
-def _flags(task: Any, side: Side) -> Text:
-    """The narrow layout's one-cell summary: ✔ done, ! high, ◐ status not synced, ↓ low."""
+@_cell
+def _flags_cell(status: str | None, priority: str | None, side: Side) -> Text:
     text = Text()
-    if task is None:
-        return text
-    fields = task.fields
-    if fields.status == STATUS_COMPLETE:
+    if status == STATUS_COMPLETE:
         text.append("✔", "green")
-    elif fields.status is None:
+    elif status is None:
         text.append("◐", "yellow")
-    if fields.priority == PRIORITY_HIGH:
+    if priority == PRIORITY_HIGH:
         text.append("!", "bold red")
-    elif fields.priority is None and side is Side.SALESFORCE:
+    elif priority is None and side is Side.SALESFORCE:
         text.append("↓", "dim")
     return text
 
 
+def _flags(task: Any, side: Side) -> Text:
+    """The narrow layout's one-cell summary: ✔ done, ! high, ◐ status not synced, ↓ low."""
+    if task is None:
+        return _EMPTY
+    return _flags_cell(task.fields.status, task.fields.priority, side)
+
+
 def _name(task: Any, width: int) -> Text:
     if task is None:
-        return Text("")
+        return _EMPTY
     style = "dim strike" if task.fields.status == STATUS_COMPLETE else ""
     if getattr(task, "deleted", False):
         style = "dim italic"
     return plain(task.fields.name, width=width, style=style)
 
 
-def _due(task: Any, today: date) -> Text:
-    if task is None:
-        return Text("")
-    label, style = due_label(task.fields.due_date, today)
-    if task.fields.status == STATUS_COMPLETE and style == "red":
+@_cell
+def _due_cell(due: date | None, today: date, complete: bool) -> Text:
+    label, style = due_label(due, today)
+    if complete and style == "red":
         style = ""
     return Text(label, style=style)
 
 
-def marker(row: Any, wide: bool) -> Text:
-    icon, word, style = MARKERS.get(state_of(row), ("?", state_of(row), ""))
+def _due(task: Any, today: date) -> Text:
+    if task is None:
+        return _EMPTY
+    return _due_cell(task.fields.due_date, today, task.fields.status == STATUS_COMPLETE)
+
+
+@_cell
+def _marker_cell(state: str, wide: bool) -> Text:
+    icon, word, style = MARKERS.get(state, ("?", state, ""))
     if wide:
         return Text(f"{icon} {word}", style=style, no_wrap=True, overflow="ellipsis")
     return Text(icon, style=style)
+
+
+def marker(row: Any, wide: bool) -> Text:
+    return _marker_cell(state_of(row), wide)
 
 
 def render_row(row: Any, layout: Layout, today: date) -> RowView:
@@ -219,16 +255,21 @@ def in_command_center(row: Any, today: date) -> bool:
     return any(today <= due <= tomorrow for due in due_dates(row))
 
 
+def search_texts(row: Any) -> tuple[str, ...]:
+    """What `/` searches in, casefolded: both sides' names and comments, and the row's reason."""
+    texts = [getattr(row, "reason", "") or ""]
+    for task in (row.sc, row.sf):
+        if task is not None:
+            texts += [task.fields.name or "", task.fields.details or ""]
+    return tuple(sanitize(text).casefold() for text in texts)
+
+
 def matches(row: Any, needle: str) -> bool:
     """Case-insensitive text match on both sides' names and comments, and the row's reason."""
     if not needle:
         return True
     needle = needle.casefold()
-    haystack = [getattr(row, "reason", "") or ""]
-    for task in (row.sc, row.sf):
-        if task is not None:
-            haystack += [task.fields.name or "", task.fields.details or ""]
-    return any(needle in sanitize(text).casefold() for text in haystack)
+    return any(needle in text for text in search_texts(row))
 
 
 def sort_key(row: Any) -> tuple:

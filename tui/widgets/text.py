@@ -21,6 +21,9 @@ _ESCAPE_SEQUENCE = re.compile(
 # C0 and C1 controls, DEL, and the bidi overrides that can disguise text.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _LINE_BREAKS = re.compile(r"[\t\n\r]+")
+# Anything either pattern above could touch (ESC and 8-bit CSI are controls too): most names
+# hold none of it, and one search is cheaper than three substitutions.
+_ANYTHING_TO_DROP = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def sanitize(value: object, *, single_line: bool = True) -> str:
@@ -28,6 +31,8 @@ def sanitize(value: object, *, single_line: bool = True) -> str:
     if value is None:
         return ""
     text = str(value)
+    if _ANYTHING_TO_DROP.search(text) is None:
+        return text
     text = _ESCAPE_SEQUENCE.sub("", text)
     if single_line:
         text = _LINE_BREAKS.sub(" ", text)
