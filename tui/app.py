@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, date, datetime, tzinfo
 from functools import partial
@@ -31,6 +32,10 @@ from tui.widgets.status_bar import StatusView
 from tui.widgets.text import sanitize
 
 Clock = Callable[[], datetime]
+
+# Engine events arrive in bursts (a 10,000-task run reports hundreds); the screens re-read the
+# engine at most this often, so the UI loop stays free for keys and painting.
+REFRESH_INTERVAL = 0.2
 
 
 def _utc_now() -> datetime:
@@ -110,6 +115,14 @@ class ReminderSyncApp(App[str | None]):
         self.sync_queued = False
         self.progress: tuple[str, int, int] = ("", 0, 0)
         self.runs_seen = 0
+        # One engine.status() per refresh, shared by every screen; None = read it again.
+        self._status: Any | None = None
+        # What the engine said changed since the screens last looked (see `_flush`).
+        self._dirty_keys: set[str] = set()
+        self._dirty_rows = False
+        self._dirty_status = False
+        self._flush_pending = False
+        self._last_flush = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -131,7 +144,7 @@ class ReminderSyncApp(App[str | None]):
         self._bridge.stop()
 
     def needs_welcome(self) -> bool:
-        connections = getattr(self.engine.status(), "connections", None) or {}
+        connections = getattr(self.engine_status(), "connections", None) or {}
         return not any(connections.values())
 
     def start_engine(self) -> None:
@@ -173,26 +186,30 @@ class ReminderSyncApp(App[str | None]):
         self.refresh_screens()
 
     # -- engine messages (on the UI loop) ----------------------------------------------------
+    #
+    # Handlers only note what changed; `_flush` applies it at most every REFRESH_INTERVAL, so a
+    # burst of events costs one engine.rows() and one engine.status(), and a progress event
+    # none at all (the status line shows the progress the app already holds).
 
     def on_sync_started(self, message: messages.SyncStarted) -> None:
         self.sync_running = True
         self.sync_queued = False
         self.progress = ("starting", 0, 0)
-        self.refresh_screens(rows=False)
+        self.changed(status=True)
 
     def on_sync_progress(self, message: messages.SyncProgress) -> None:
         event = message.event
         self.progress = (event.phase, event.done, event.total)
-        self.refresh_screens(rows=False)
+        self.changed()
 
     def on_tasks_changed(self, message: messages.TasksChanged) -> None:
-        self.refresh_screens()
+        self.changed(keys=message.event.keys, status=True)
 
     def on_conflict_found(self, message: messages.ConflictFound) -> None:
-        self.refresh_screens()
+        self.changed(rows=True, status=True)
 
     def on_status_changed(self, message: messages.StatusChanged) -> None:
-        self.refresh_screens(rows=False)
+        self.changed(status=True)
 
     def on_sync_finished(self, message: messages.SyncFinished) -> None:
         self.sync_running = False
@@ -205,7 +222,7 @@ class ReminderSyncApp(App[str | None]):
             )
         if getattr(summary, "guard", None) is not None:
             self.notify(sanitize(summary.guard.message), severity="warning", markup=False)
-        self.refresh_screens()
+        self.changed(rows=True, status=True)
 
     def on_sync_failed(self, message: messages.SyncFailed) -> None:
         self.sync_running = False
@@ -214,19 +231,55 @@ class ReminderSyncApp(App[str | None]):
         if event.retry_at:
             text += f" (retry after {event.retry_at.astimezone(self.time_zone()):%H:%M})"
         self.notify(text, title="Sync failed", severity="error", markup=False, timeout=10)
-        self.refresh_screens()
+        self.changed(rows=True, status=True)
+
+    def changed(
+        self, *, rows: bool = False, keys: Iterable[str] = (), status: bool = False
+    ) -> None:
+        """Note what the engine changed; the screens see it on the next flush.
+
+        `keys` are the dashboard rows that changed (a keyed diff); `rows` asks for every row
+        to be compared; `status` re-reads engine.status(). With none of them, only the status
+        line is redrawn (from the progress the app holds).
+        """
+        self._dirty_rows |= rows
+        self._dirty_keys.update(keys)
+        self._dirty_status |= status
+        if self._flush_pending:
+            return
+        self._flush_pending = True
+        # The first event after a quiet spell is shown at once; the rest of a burst waits.
+        wait = self._last_flush + REFRESH_INTERVAL - time.monotonic()
+        if wait > 0:
+            self.set_timer(wait, self._flush, name="refresh screens")
+        else:
+            self.call_later(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        self._last_flush = time.monotonic()
+        keys, self._dirty_keys = frozenset(self._dirty_keys), set()
+        rows, self._dirty_rows = self._dirty_rows, False
+        if self._dirty_status:
+            self._dirty_status = False
+            self._status = None
+        if rows or keys:
+            self._refresh(rows=True, keys=None if rows else keys)
+        else:
+            self._refresh(rows=False)
 
     def refresh_screens(self, *, rows: bool = True) -> None:
-        """Let every open screen re-read what it shows from the engine."""
+        """Let every open screen re-read what it shows from the engine, now."""
+        self._status = None
+        self._refresh(rows=rows)
+
+    def _refresh(self, *, rows: bool, keys: frozenset[str] | None = None) -> None:
+        # `keys` None with rows: compare every row; a set: only these rows changed.
         for screen in list(self.screen_stack):
             try:
                 refresh = getattr(screen, "refresh_from_engine", None)
                 if refresh is not None:
-                    refresh(rows=rows)
-                elif rows and hasattr(screen, "refresh_rows"):
-                    screen.refresh_rows()
-                elif hasattr(screen, "refresh_status"):
-                    screen.refresh_status()
+                    refresh(rows=rows, keys=keys)
             except NoMatches:
                 continue  # a screen being torn down (the app is closing)
 
@@ -241,10 +294,16 @@ class ReminderSyncApp(App[str | None]):
     def today(self) -> date:
         return self.clock().astimezone(self.time_zone()).date()
 
+    def engine_status(self) -> Any:
+        """engine.status(), read once per refresh (it is shared by every screen)."""
+        if self._status is None:
+            self._status = self.engine.status()
+        return self._status
+
     def status_view(
         self, *, shown: int, total_rows: int, view: str, filter_text: str
     ) -> StatusView:
-        status = self.engine.status()
+        status = self.engine_status()
         state = status.state
         phase, done, total = self.progress
         message = ""

@@ -31,11 +31,8 @@ class SyncProgress(EngineMessage):
 
 
 class TasksChanged(EngineMessage):
-    """Some rows changed. The dashboard re-reads the rows and diffs them, so the latest one
-    stands for all the earlier ones still waiting in the queue."""
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, TasksChanged)
+    """These rows changed. Each one counts (its keys say which rows to render again); the app
+    collects them and refreshes once for a burst."""
 
 
 class ConflictFound(EngineMessage):

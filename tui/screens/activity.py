@@ -88,6 +88,7 @@ class ActivityScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__(id="activity")
+        self._entries: list[dict] | None = None  # what the log shows
 
     @property
     def rs_app(self) -> ReminderSyncApp:
@@ -115,14 +116,21 @@ class ActivityScreen(Screen):
         self.refresh_from_engine()
         log.focus()
 
-    def refresh_from_engine(self, *, rows: bool = True) -> None:
+    def refresh_from_engine(self, *, rows: bool = True, keys: frozenset[str] | None = None) -> None:
         if not rows:
             return
-        engine = self.rs_app.engine
+        entries = self.rs_app.engine.activity(limit=500)
+        if entries != self._entries:
+            self._entries = entries
+            self._show_log(entries)
+        self._show_errors()
+
+    def _show_log(self, entries: list[dict]) -> None:
+        # Rebuilt only when the entries changed: a run's bursts of events leave it alone.
         tz = self.rs_app.time_zone()
         log = self.query_one("#log", DataTable)
         log.clear()
-        for index, entry in enumerate(engine.activity(limit=500)):
+        for index, entry in enumerate(entries):
             kind = sanitize(entry.get("kind", ""))
             side = entry.get("side") or ""
             side_label = {"salesconnect": "Sales Connect", "salesforce": "Salesforce"}.get(
@@ -142,7 +150,6 @@ class ActivityScreen(Screen):
                 change,
                 key=str(index),
             )
-        self._show_errors()
 
     def _errors(self) -> list[Any]:
         """The tasks parked with an error (each is retried by the next run)."""

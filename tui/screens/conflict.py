@@ -226,7 +226,7 @@ class ConflictScreen(Screen):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.refresh_detail()
 
-    def refresh_from_engine(self, *, rows: bool = True) -> None:
+    def refresh_from_engine(self, *, rows: bool = True, keys: frozenset[str] | None = None) -> None:
         """A run finished or conflicts changed: keep our place, drop what was settled."""
         if not rows:
             return

@@ -2,7 +2,9 @@
 
 The table always shows what `engine.rows()` says, filtered by the view (Command Center: due
 today or tomorrow in the configured time zone; All) and the `/` text filter, applied as a keyed
-diff. ←/→ choose the side that e/x/a/d act on.
+diff. The engine is read once per refresh (the app coalesces its events); switching the view,
+filtering and resizing work from the rows already held (`RowIndex`), and only rows that changed
+are rendered again. ←/→ choose the side that e/x/a/d act on.
 """
 
 from __future__ import annotations
@@ -18,17 +20,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from sync.model import STATUS_COMPLETE, STATUS_OPEN, Side, Task
+from tui.widgets.row_index import RowIndex
 from tui.widgets.status_bar import StatusBar
-from tui.widgets.task_rows import (
-    Layout,
-    in_command_center,
-    matches,
-    render_row,
-    sf_priority,
-    sf_status,
-    sort_key,
-    state_of,
-)
+from tui.widgets.task_rows import Layout, sf_priority, sf_status, state_of
 from tui.widgets.task_table import TaskTable
 from tui.widgets.text import plain
 
@@ -85,9 +79,10 @@ class DashboardScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__(id="dashboard")
-        self._rows_by_key: dict[str, Any] = {}
+        self._index = RowIndex()
         self._shown_count = 0
         self._layout: Layout | None = None
+        self._composed = False  # set in on_mount (is_mounted is still False there)
 
     @property
     def rs_app(self) -> ReminderSyncApp:
@@ -106,12 +101,13 @@ class DashboardScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self._composed = True
         self.query_one("#filter", Input).display = False
         self.refresh_rows()
         self.query_one(SideBySideTable).focus()
 
     def on_resize(self) -> None:
-        self.refresh_rows()
+        self.show_rows()  # a new width may mean a new layout; the rows are the same
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -119,19 +115,28 @@ class DashboardScreen(Screen):
     def table(self) -> SideBySideTable:
         return self.query_one(SideBySideTable)
 
-    def visible_rows(self) -> list[Any]:
-        rows = self.rs_app.engine.rows()
-        self._rows_by_key = {row.key: row for row in rows}
-        today = self.rs_app.today()
-        if self.view == COMMAND_CENTER:
-            rows = [row for row in rows if in_command_center(row, today)]
-        if self.filter_text:
-            rows = [row for row in rows if matches(row, self.filter_text)]
-        return sorted(rows, key=sort_key)
+    @property
+    def _rows_by_key(self) -> dict[str, Any]:
+        """Every row the engine gave on the last refresh, by key (shown or not)."""
+        return self._index.rows
 
-    def refresh_rows(self) -> None:
-        """Re-read the rows from the engine and apply the difference to the table."""
-        if not self.is_mounted:
+    def refresh_from_engine(self, *, rows: bool = True, keys: frozenset[str] | None = None) -> None:
+        """The app's refresh: `keys` are the rows the engine said changed (None: any row)."""
+        if rows:
+            self.refresh_rows(keys)
+        else:
+            self.refresh_status()
+
+    def refresh_rows(self, keys: frozenset[str] | None = None) -> None:
+        """Re-read the rows from the engine (once) and apply the difference to the table."""
+        if not self._composed:
+            return
+        self._index.update(self.rs_app.engine.rows(), keys)
+        self.show_rows()
+
+    def show_rows(self) -> None:
+        """Show the rows held for the current view, filter and width, as a keyed diff."""
+        if not self._composed:
             return
         table = self.table
         width = table.size.width or self.app.size.width
@@ -139,10 +144,12 @@ class DashboardScreen(Screen):
         if layout != self._layout:
             self._layout = layout
             table.set_columns(layout.columns(self.side))
-        rows = self.visible_rows()
-        today = self.rs_app.today()
-        table.show([render_row(row, layout, today) for row in rows])
-        self._shown_count = len(rows)
+        self._index.set_basis(layout, self.rs_app.today())
+        shown = self._index.visible(
+            command_center=self.view == COMMAND_CENTER, needle=self.filter_text
+        )
+        table.show(shown)
+        self._shown_count = len(shown)
         self.refresh_title()
         self.refresh_status()
         self.refresh_detail()
@@ -217,10 +224,10 @@ class DashboardScreen(Screen):
     # -- reactive changes --------------------------------------------------------------------
 
     def watch_view(self) -> None:
-        self.refresh_rows()
+        self.show_rows()
 
     def watch_filter_text(self) -> None:
-        self.refresh_rows()
+        self.show_rows()
 
     def watch_side(self, side: Side) -> None:
         if self._layout is not None and self.is_mounted:
@@ -278,9 +285,9 @@ class DashboardScreen(Screen):
             if not keys:
                 self.notify("No conflicts. Everything that changed on both sides agrees.")
                 return
-        order = self.table.keys
+        position = {key: index for index, key in enumerate(self.table.keys)}
         cursor = self.table.cursor_row
-        positions = [order.index(key) for key in keys]
+        positions = [position[key] for key in keys]
         if step > 0:
             after = [p for p in positions if p > cursor]
             target = after[0] if after else positions[0]

@@ -92,10 +92,10 @@ class SettingsScreen(Screen):
         self.refresh_from_engine()
         self.query_one("#enabled", Checkbox).focus()
 
-    def refresh_from_engine(self, *, rows: bool = True) -> None:
+    def refresh_from_engine(self, *, rows: bool = True, keys: frozenset[str] | None = None) -> None:
         engine = self.rs_app.engine
         settings = engine.settings
-        status = engine.status()
+        status = self.rs_app.engine_status()
         checkbox = self.query_one("#enabled", Checkbox)
         if checkbox.value != bool(settings.enabled):
             with checkbox.prevent(Checkbox.Changed):

@@ -54,11 +54,11 @@ class WelcomeScreen(Screen):
         self._ready = True
         self.refresh_from_engine()
 
-    def refresh_from_engine(self, *, rows: bool = True) -> None:
+    def refresh_from_engine(self, *, rows: bool = True, keys: frozenset[str] | None = None) -> None:
         """Show which side is connected; once both are, make way for the dashboard."""
         if not getattr(self, "_ready", False):
             return
-        connections = self.rs_app.engine.status().connections
+        connections = self.rs_app.engine_status().connections
         for side in (Side.SALESFORCE, Side.SALESCONNECT):
             button = self.query_one(f"#login-{side.value}", Button)
             key = "f" if side is Side.SALESFORCE else "c"

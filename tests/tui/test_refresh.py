@@ -1,0 +1,111 @@
+"""How the app follows the engine: bursts of events cost one read of the engine, progress costs
+none, and a change re-renders only the rows it touched (the rest keep their cells)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sync import events
+from tests.tui.conftest import SIZE, wait_until
+from tui import messages
+from tui.app import ReminderSyncApp
+from tui.screens.dashboard import DashboardScreen
+from tui.widgets.status_bar import StatusBar
+
+
+def count_reads(engine: Any) -> Counter[str]:
+    """Count the app's engine.rows() and engine.status() calls (the real methods answer; a
+    rows() the engine makes inside status() is the engine's own and not counted)."""
+    calls: Counter[str] = Counter()
+    inside: list[str] = []
+    for name in ("rows", "status"):
+        real = getattr(engine, name)
+
+        def counted(real: Any = real, name: str = name) -> Any:
+            if not inside:
+                calls[name] += 1
+            inside.append(name)
+            try:
+                return real()
+            finally:
+                inside.pop()
+
+        setattr(engine, name, counted)
+    return calls
+
+
+def dashboard(app: ReminderSyncApp) -> DashboardScreen:
+    screen = app.screen_stack[0]
+    assert isinstance(screen, DashboardScreen)
+    return screen
+
+
+async def test_the_first_paint_reads_the_rows_and_the_status_once(demo: Any) -> None:
+    calls = count_reads(demo.engine)
+    app = ReminderSyncApp(demo.engine, run_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert dashboard(app).table.row_count > 0
+        assert calls == {"rows": 1, "status": 1}
+        await pilot.press("v", "v", "slash", *"call", "escape")  # views and filter: no reads
+        assert calls == {"rows": 1, "status": 1}
+
+
+async def test_progress_redraws_the_status_line_without_asking_the_engine(demo: Any) -> None:
+    app = ReminderSyncApp(demo.engine, run_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.post_message(messages.SyncStarted(events.SyncStarted("r1", "manual")))
+        await pilot.pause()
+        calls = count_reads(demo.engine)
+        for done in range(1, 301):
+            app.post_message(messages.SyncProgress(events.SyncProgress("r1", "write", done, 300)))
+        await wait_until(
+            pilot,
+            lambda: "write 300/300" in str(app.screen.query_one(StatusBar).render()),
+            what="the last progress in the status line",
+        )
+        assert calls == {}
+
+
+async def test_a_burst_of_changes_reads_the_rows_once(demo: Any) -> None:
+    app = ReminderSyncApp(demo.engine, run_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        keys = list(dashboard(app)._rows_by_key)
+        calls = count_reads(demo.engine)
+        for key in keys * 5:
+            app.post_message(messages.TasksChanged(events.TasksChanged((key,))))
+        await wait_until(pilot, lambda: calls["rows"] >= 1, what="a refresh")
+        await pilot.pause(0.3)  # anything left of the burst has been applied by now
+        assert calls["rows"] <= 2, calls  # one, or two if a flush fell inside the burst
+        assert calls["status"] <= 2, calls
+
+
+async def test_a_synced_change_re_renders_only_its_row(demo: Any) -> None:
+    app = ReminderSyncApp(demo.engine, run_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("v")  # All: every row is on screen
+        dash = dashboard(app)
+        linked = [row for row in dash._rows_by_key.values() if str(row.state) == "in_sync"]
+        changed, untouched = linked[0], linked[1:]
+        before = {row.key: dash.table.cells_of(row.key) for row in untouched}
+        assert all(before.values())
+        calls = count_reads(demo.engine)
+
+        demo.sf.update_task(changed.sf.id, Subject="Renamed in Salesforce")
+        await demo.engine.run_once()
+        await wait_until(
+            pilot,
+            lambda: any(
+                "Renamed in Salesforce" in str(cell) for cell in dash.table.cells_of(changed.key)
+            ),
+            what="the new name on the dashboard",
+        )
+        # Both sides show it once the run carried it across.
+        sc_name = str(dash.table.cells_of(changed.key)[1])
+        assert sc_name.startswith("Renamed in Salesforce")
+        # The other rows kept the very cells they had: nothing else was rendered again.
+        assert all(dash.table.cells_of(key) is cells for key, cells in before.items())
+        # A whole run (start, progress, changes, finish) read the rows a handful of times.
+        assert calls["rows"] <= 4, calls

@@ -1,0 +1,117 @@
+"""The dashboard's rows, kept between refreshes, so a refresh costs what changed, not every row.
+
+`update()` takes the engine's rows and keeps, per row key, what the dashboard derived from it:
+whether it is due soon (Command Center), its sort key, its rendered cells and its filter text.
+All but the first are made only when the row is first shown, and made again only when that
+row changes. With 10,000 links the Command Center shows a few hundred rows: only those are
+rendered. Pure: no widgets, no engine calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from tui.widgets.task_rows import Layout, in_command_center, render_row, search_texts, sort_key
+from tui.widgets.task_table import RowView
+
+
+@dataclass(slots=True)
+class _Entry:
+    row: Any
+    soon: bool  # due today or tomorrow on either side
+    order: tuple | None = None
+    view: RowView | None = None
+    texts: tuple[str, ...] | None = None  # casefolded names, comments and reason
+
+
+class RowIndex:
+    """Row key -> the engine's row and what was derived from it for one layout and day."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Any] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._layout: Layout | None = None
+        self._today: date | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def set_basis(self, layout: Layout, today: date) -> bool:
+        """Cells depend on the column layout, Command Center and due labels on the day.
+        Returns whether anything derived had to be dropped."""
+        if layout == self._layout and today == self._today:
+            return False
+        new_day = today != self._today
+        self._layout, self._today = layout, today
+        for entry in self._entries.values():
+            entry.view = None
+            if new_day:
+                entry.soon = in_command_center(entry.row, today)
+        return True
+
+    def update(self, rows: Iterable[Any], changed: Collection[str] | None = None) -> bool:
+        """Take the engine's current rows. With `changed` None every row is compared with the
+        one held; with a set of keys (the engine's TasksChanged), only those rows are taken as
+        changed and the rest keep what was derived from them. Returns whether any row changed.
+        """
+        fresh = {row.key: row for row in rows}
+        entries = self._entries
+        changed_any = False
+        for key in [key for key in entries if key not in fresh]:
+            del entries[key]
+            changed_any = True
+        for key, row in fresh.items():
+            entry = entries.get(key)
+            if entry is not None:
+                if entry.row is row:
+                    continue
+                if changed is not None and key not in changed:
+                    # Taken as unchanged: the entry keeps the row it was derived from, so a
+                    # later full comparison still sees a difference the engine did not announce.
+                    continue
+                if entry.row == row:
+                    entry.row = row  # the same content in a new object: next time `is` holds
+                    continue
+            entries[key] = _Entry(row, self._today is not None and self._soon(row))
+            changed_any = True
+        self.rows = fresh
+        return changed_any
+
+    def _soon(self, row: Any) -> bool:
+        assert self._today is not None
+        return in_command_center(row, self._today)
+
+    def visible(self, *, command_center: bool, needle: str = "") -> list[RowView]:
+        """The rows to show, in display order, their cells rendered where not yet."""
+        needle = needle.casefold()
+        entries = self._entries
+        picked = [
+            entry
+            for entry in entries.values()
+            if (entry.soon or not command_center) and (not needle or self._matches(entry, needle))
+        ]
+        for entry in picked:
+            if entry.order is None:
+                entry.order = sort_key(entry.row)
+        picked.sort(key=_order)
+        return [self._view(entry) for entry in picked]
+
+    def _view(self, entry: _Entry) -> RowView:
+        if entry.view is None:
+            assert self._layout is not None and self._today is not None
+            entry.view = render_row(entry.row, self._layout, self._today)
+        return entry.view
+
+    @staticmethod
+    def _matches(entry: _Entry, needle: str) -> bool:
+        if entry.texts is None:
+            entry.texts = search_texts(entry.row)
+        return any(needle in text for text in entry.texts)
+
+
+def _order(entry: _Entry) -> tuple:
+    assert entry.order is not None
+    return entry.order
