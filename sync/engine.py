@@ -62,7 +62,7 @@ from sync.scheduler import RunScheduler
 from sync.sides import SalesConnectSide, SalesforceSide, WriteResult
 from sync.storage import StateError
 from sync.store import Settings, StateStore
-from sync.writer import PlanWriter
+from sync.writer import PlanWriter, StateSaver
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,8 @@ class SyncEngine:
         self._skips: dict[tuple[Side, str], str] = _load_skips(store)
         self._last: RunSummary | None = None
         self._api: tuple[int | None, int | None] = (None, None)
+        # One state save per run (plus checkpoints in long runs); see sync.writer.
+        self._saver = StateSaver(store, journal)
         self.scheduler = RunScheduler(
             self._scheduled_run,
             interval=lambda: self.store.settings.poll_interval,
@@ -234,9 +236,14 @@ class SyncEngine:
             run_id = _short_id()
             started = self.clock()
             self._running = True
+            self._saver.begin_run()
             self._emit(SyncStarted(run_id, reason))
+            recorded = False
             try:
                 summary = await self._run(run_id, started, reason, dry_run, allow_mass_delete)
+                if not dry_run:
+                    recorded = True  # a failed save below is not tried a second time
+                    self._record_run(summary)
             except ServiceError as exc:
                 summary = self._failed(
                     run_id, started, reason, dry_run, exc.category, exc.message, exc.retry_at
@@ -253,8 +260,9 @@ class SyncEngine:
                 self._running = False
                 self._phase = ""
             self._last = summary
-            if not dry_run:
-                self._remember(summary)
+            if not dry_run and not recorded:
+                with contextlib.suppress(StateError):  # the run failed already; say that
+                    self._record_run(summary)
             self._emit(SyncFinished(run_id, summary))
             return summary
 
@@ -296,22 +304,22 @@ class SyncEngine:
             zone = UTC
         return retry_at.astimezone(zone).strftime("%H:%M %Z").strip()
 
-    def _remember(self, summary: RunSummary) -> None:
-        """Log the run, and keep what `status` shows in a later process (outcome, API use)."""
-        with contextlib.suppress(StateError):
-            self.store.audit(
-                "run",
-                f"{summary.outcome}: {summary.writes} write(s)"
-                + (f"; {summary.message}" if summary.message else ""),
-                run_id=summary.run_id,
-                category=str(summary.outcome),
-            )
-            used, limit = self._api
-            if used is not None:
-                cursor = self.store.cursor(Side.SALESFORCE)
-                extra = {**cursor.extra, "api_used": str(used), "api_max": str(limit or "")}
-                self.store.put_cursor(dataclasses.replace(cursor, extra=extra))
-            self.store.save()
+    def _record_run(self, summary: RunSummary) -> None:
+        """Log the run, keep what `status` shows in a later process (outcome, API use), and save
+        the state: the run's one save (raises StateError when it cannot be written)."""
+        self.store.audit(
+            "run",
+            f"{summary.outcome}: {summary.writes} write(s)"
+            + (f"; {summary.message}" if summary.message else ""),
+            run_id=summary.run_id,
+            category=str(summary.outcome),
+        )
+        used, limit = self._api
+        if used is not None:
+            cursor = self.store.cursor(Side.SALESFORCE)
+            extra = {**cursor.extra, "api_used": str(used), "api_max": str(limit or "")}
+            self.store.put_cursor(dataclasses.replace(cursor, extra=extra))
+        self._saver.save()
 
     def _set_phase(self, run_id: str, phase: str, done: int = 0, total: int = 0) -> None:
         self._phase = phase
@@ -385,7 +393,6 @@ class SyncEngine:
         retried = {(e.side, e.task_id) for e in self.store.errors()}
         new_conflicts = self._record_reads_and_conflicts(reads, the_plan)
         self._remember_skips(reads, the_plan.skipped)
-        self.store.save()
         if new_conflicts:
             for conflict in new_conflicts:
                 self._emit(ConflictFound(conflict))
@@ -400,8 +407,9 @@ class SyncEngine:
             reads=reads,
             run_id=run_id,
             now=self.clock,
+            saver=self._saver,
             progress=lambda done, total: self._set_phase(run_id, "write", done, total),
-            saved=lambda keys: self._emit(TasksChanged(tuple(sorted(keys)))),
+            changed=lambda keys: self._emit(TasksChanged(tuple(sorted(keys)))),
         )
         tally = await writer.execute(the_plan.actions)
         self._settle_answers(the_plan, tally)
@@ -413,7 +421,6 @@ class SyncEngine:
         complete = tally.stopped is None and not the_plan.guards
         if complete:
             self._advance_cursors(reads, now)
-        self.store.save()
         self._api = (
             (sf.client.limits.used, sf.client.limits.max)
             if hasattr(sf.client, "limits")
@@ -675,6 +682,7 @@ class SyncEngine:
             reads={},
             run_id=run_id,
             now=self.clock,
+            saver=self._saver,
         )
         pending = self.journal.pending()
         settled: list[str] = []
@@ -729,8 +737,9 @@ class SyncEngine:
                 writer.record_created(intent, WriteResult(ok=True, id=found_id))
             settled.append(intent.key)
         self.store.audit("recover", f"settled {len(settled)} journaled create(s)", run_id=run_id)
-        self.store.save()
-        self.journal.finish(settled)
+        # Recovery follows a crash (rare): its own save, so what it settled is safe at once.
+        self._saver.finish_after_save(settled)
+        self._saver.save()
 
     def _link_of_source(self, intent: CreateIntent) -> Any:
         if intent.target is Side.SALESCONNECT:

@@ -4,15 +4,25 @@ Order: local-only steps, then per side updates, creates and deletes, in batches 
 collection call, one SC batch call). Creates are written to the journal, durably, before they are
 sent; each carries its correlation key (see `sync.sides`). Every record's result is handled on
 its own: a failure parks that task with its error (the next run re-reads and retries it) and the
-run goes on. Links, bases and cached tasks change only for confirmed writes, and the store is
-saved once per batch. A daily limit or an auth failure stops the writes (what was confirmed is
-kept) and is reported to the engine.
+run goes on. Links, bases and cached tasks change only for confirmed writes. A daily limit or an
+auth failure stops the writes (what was confirmed is kept) and is reported to the engine.
+
+Saving: the state file is rewritten whole on every save, so a run saves it once, at its end
+(`StateSaver.save`, called by the engine), plus a checkpoint during a long run (`checkpoint`:
+every CHECKPOINT_SECONDS, or once CHECKPOINT_INTENTS journaled creates wait), so a crash loses
+little. Crash safety does not depend on a save per batch: every create is in the journal before
+it is sent and its remote id is in the journal once confirmed, so recovery can link it again
+(`SyncEngine._recover`). A journal entry is dropped only once two saves hold its outcome: the
+state file and its `.bak` (the previous version), so a damaged state file restored from the
+`.bak` still links every create. A run that created tasks therefore saves when its writes are
+done and again at its end; a run without creates saves once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +43,71 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 STOP_CATEGORIES = frozenset({"limit", "auth"})  # no point in sending the rest of the run
+# A long run saves at least this often, so a crash loses little work (seconds).
+CHECKPOINT_SECONDS = 10.0
+# ...and once this many journaled creates wait for the save that records their links: each
+# journal write rewrites every waiting entry, so the journal must stay small.
+CHECKPOINT_INTENTS = 2000
+
+
+class StateSaver:
+    """Saves the state file for the engine: once per run, plus checkpoints during a long run.
+
+    Journal entries whose outcome (a link, a parked error) is in memory wait here. They leave
+    the journal only after the second save that holds that outcome (the first one's file is then
+    the `.bak`), never before: a crash, or a restore of the `.bak`, leaves them in the journal,
+    and recovery settles them again.
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        journal: IntentJournal,
+        *,
+        interval: float = CHECKPOINT_SECONDS,
+        max_waiting: int = CHECKPOINT_INTENTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.journal = journal
+        self.interval = interval
+        self.max_waiting = max_waiting
+        self._clock = clock
+        self._waiting: list[str] = []  # outcome in memory only
+        self._saved_once: list[str] = []  # outcome in the state file, not yet in its .bak
+        self._last = clock()
+
+    def begin_run(self) -> None:
+        """A run starts: the checkpoint interval counts from here."""
+        self._last = self._clock()
+
+    def finish_after_save(self, keys: Iterable[str]) -> None:
+        """Drop these journal entries once the next save has landed."""
+        self._waiting.extend(keys)
+
+    @property
+    def waiting(self) -> int:
+        """Journal entries whose outcome is not saved yet."""
+        return len(self._waiting)
+
+    def checkpoint(self) -> bool:
+        """Save if the last save is old enough, or many journal entries wait. True if it did."""
+        if self._clock() - self._last >= self.interval or len(self._waiting) >= self.max_waiting:
+            self.save()
+            return True
+        return False
+
+    def save(self) -> None:
+        """Write the state (if it changed), then drop the journal entries it made redundant."""
+        failpoint("before_state_save")
+        wrote = self.store.save()
+        failpoint("after_state_save")
+        self._last = self._clock()
+        if not wrote:
+            return  # nothing changed: the file and its .bak are as they were
+        done, self._saved_once, self._waiting = self._saved_once, self._waiting, []
+        if done:
+            self.journal.finish(done)
 
 
 @dataclass
@@ -77,17 +152,21 @@ class PlanWriter:
         reads: Mapping[Side, SideRead],
         run_id: str,
         now: Callable[[], datetime],
+        saver: StateSaver,
         progress: Callable[[int, int], None] = lambda done, total: None,
-        saved: Callable[[set[str]], None] = lambda keys: None,
+        changed: Callable[[set[str]], None] = lambda keys: None,
     ) -> None:
+        """`changed` hears the dashboard row keys each batch changed (in memory; the state is
+        saved by `saver`: checkpoints here, the run's one save by the engine)."""
         self.store = store
         self.journal = journal
+        self.saver = saver
         self.sides: dict[Side, Any] = {Side.SALESCONNECT: sc, Side.SALESFORCE: sf}
         self.reads = reads
         self.run_id = run_id
         self.now = now
         self.progress = progress
-        self.saved = saved
+        self.changed = changed
         self.tally = WriteTally()
         self._done = 0
         self._total = 0
@@ -101,6 +180,7 @@ class PlanWriter:
         for action in local:
             self._record_local(action)
         self._step(len(local))
+        self._announce()
         self._save()
         try:
             for side in (Side.SALESCONNECT, Side.SALESFORCE):
@@ -110,24 +190,31 @@ class PlanWriter:
                         batch = group[start : start + BATCH_SIZE]
                         await self._batch(side, kind, batch)
                         self._step(len(batch))
+                        self._announce()
                         self._save()
         except StopWrites as stop:
             self.tally.stopped = stop.error
-            self._save()
+            self._announce()
+        if self.saver.waiting:
+            # Creates were linked: save them now, so that the run's final save leaves them in
+            # the .bak as well before their journal entries go.
+            self.saver.save()
         return self.tally
 
     def _step(self, count: int) -> None:
         self._done += count
         self.progress(self._done, self._total)
 
-    def _save(self) -> None:
-        failpoint("before_state_save")
-        self.store.save()
-        failpoint("after_state_save")
+    def _announce(self) -> None:
+        """Tell the engine which dashboard rows the last batch changed (in memory)."""
         if self._pending_keys:
-            self.saved(set(self._pending_keys))
+            self.changed(set(self._pending_keys))
             self.tally.touched |= self._pending_keys
             self._pending_keys.clear()
+
+    def _save(self) -> None:
+        """After a batch: save the state if a checkpoint is due (see StateSaver)."""
+        self.saver.checkpoint()
 
     async def _batch(self, side: Side, kind: ActionKind, batch: list[Action]) -> None:
         if kind is ActionKind.UPDATE:
@@ -268,12 +355,8 @@ class PlanWriter:
             else:
                 self._park(side.other, intent.source_id, result.error, "create")
             settled.append(intent.key)
-        self._settle_after_save(settled)
-
-    def _settle_after_save(self, keys: list[str]) -> None:
         # The journal entries go only once the links they produced are saved.
-        self._save()
-        self.journal.finish(keys)
+        self.saver.finish_after_save(settled)
 
     def record_created(self, intent: CreateIntent, result: WriteResult) -> None:
         """Link the created task to its source (also used when recovering the journal)."""
