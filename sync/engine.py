@@ -49,6 +49,7 @@ from sync.model import (
     Choice,
     Conflict,
     ConflictKind,
+    Link,
     PlanSettings,
     Resolution,
     Side,
@@ -375,13 +376,14 @@ class SyncEngine:
             allow_mass_delete=allow_mass_delete,
         )
         the_plan = make_plan(
-            list(self.store.links().values()),
+            self._touched_links(reads),
             list(reads[Side.SALESCONNECT].tasks.values()),
             list(reads[Side.SALESFORCE].tasks.values()),
             plan_settings,
             now,
             conflicts=self.store.conflicts(),
             resolutions=self.store.resolutions(),
+            linked_count=len(self.store.links()),
         )
         planned = tuple(_describe(a) for a in the_plan.actions)
         if dry_run:
@@ -561,6 +563,37 @@ class SyncEngine:
             floor=floor,
         )
         return {Side.SALESCONNECT: sc_read, Side.SALESFORCE: sf_read}
+
+    def _touched_links(self, reads: dict[Side, SideRead]) -> list[Link]:
+        """The links this run can act on: a side was read (changed, deleted, or re-read for a
+        parked error), or the link has a parked conflict or an answer. Every other link is
+        unchanged on both sides, so the planner would pass it by (rule 12); leaving it out
+        keeps a run O(changes), not O(links)."""
+        touched: dict[str, Link] = {}
+
+        def add(link: Link | None) -> None:
+            if link is not None:
+                touched[link.key] = link
+
+        for task_id in reads[Side.SALESCONNECT].tasks:
+            add(self.store.link_by_sc(task_id))
+        for task_id in reads[Side.SALESFORCE].tasks:
+            add(self.store.link_by_sf(task_id))
+        conflicts = {c.id: c for c in self.store.conflicts()}
+        answered = [conflicts.get(r.conflict_id) for r in self.store.resolutions()]
+        for conflict in [*conflicts.values(), *answered]:
+            if conflict is None:
+                continue
+            add(self.store.link(f"{conflict.sc_id}|{conflict.sf_id}"))
+            add(self.store.link_by_sc(conflict.sc_id))
+            add(self.store.link_by_sf(conflict.sf_id))
+        for error in self.store.errors():
+            add(
+                self.store.link_by_sc(error.task_id)
+                if error.side is Side.SALESCONNECT
+                else self.store.link_by_sf(error.task_id)
+            )
+        return list(touched.values())
 
     def _record_reads_and_conflicts(
         self, reads: dict[Side, SideRead], the_plan: Any

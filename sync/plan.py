@@ -1,9 +1,14 @@
 """The one place where every decision about a task is made: pure, no I/O, no clock.
 
-    plan(links, sc_tasks, sf_tasks, settings, now, *, conflicts=(), resolutions=()) -> Plan
+    plan(links, sc_tasks, sf_tasks, settings, now, *, conflicts=(), resolutions=(),
+         linked_count=None) -> Plan
 
 Inputs:
-- `links`: ALL links (with their base and notes).
+- `links`: ALL links (with their base and notes), or only the links this run can touch: every
+  link with a side in `sc_tasks`/`sf_tasks`, a parked conflict or an answer (any other link
+  produces no action), with `linked_count` = how many links there are in all (the mass-delete
+  guard compares the deletes with it). Both give the same plan, except that a broken link (R13)
+  left out is not reported.
 - `sc_tasks` / `sf_tasks`: only the tasks that changed since the last run, tombstones included
   (`SideTask(deleted=True)`). A linked side missing from the input is unchanged (rule 12).
 - `conflicts`: the conflicts parked by earlier runs (from the store). They matter: for a link in
@@ -88,8 +93,12 @@ def plan(
     *,
     conflicts: Iterable[Conflict] = (),
     resolutions: Iterable[Resolution] | Mapping[str, Resolution] = (),
+    linked_count: int | None = None,
 ) -> Plan:
-    """Decide what this run does. Never raises on bad task data: it parks or skips it."""
+    """Decide what this run does. Never raises on bad task data: it parks or skips it.
+
+    `linked_count`: the number of all links when `links` is only the touched ones (see above).
+    """
     out = _Builder(settings)
     sc_by_id = _index(sc_tasks, Side.SALESCONNECT, out)
     sf_by_id = _index(sf_tasks, Side.SALESFORCE, out)
@@ -118,7 +127,8 @@ def plan(
         if task.id not in linked_sf:
             _unlinked_sf(task, out)
 
-    guards = _apply_guard(out, linked=len(good_links))
+    linked = len(good_links) if linked_count is None else max(linked_count, len(good_links))
+    guards = _apply_guard(out, linked=linked)
     resolved = tuple(sorted(set(answers) - out.kept_resolutions))
     return Plan(
         actions=tuple(out.actions),
