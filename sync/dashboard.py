@@ -7,7 +7,8 @@ nothing here talks to a service.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -168,6 +169,146 @@ def build_rows(
                 )
             )
     return rows
+
+
+# Builds the rows of the given SC and SF task ids and of their current link partners (None:
+# every row). Supplied by the engine, which knows the store.
+RowBuilder = Callable[[set[str] | None, set[str] | None], list[Row]]
+
+
+def ids_of_key(key: str) -> tuple[str | None, str | None]:
+    """(SC id, SF id) named by a row key: `sc:<id>`, `sf:<id>` or a link's `<sc id>|<sf id>`."""
+    if key.startswith("sc:"):
+        return key[3:], None
+    if key.startswith("sf:"):
+        return None, key[3:]
+    sc_id, bar, sf_id = key.rpartition("|")  # an SF id never holds "|"
+    return (sc_id, sf_id) if bar else (None, None)
+
+
+def _row_ids(row: Row) -> tuple[str | None, str | None]:
+    if row.link is not None:
+        return row.link.sc_id, row.link.sf_id
+    return (row.sc.id if row.sc else None), (row.sf.id if row.sf else None)
+
+
+class RowCache:
+    """The dashboard rows, kept between calls and patched as tasks change.
+
+    Building every row costs O(links) (each link compares both sides with its base), so the
+    rows are built whole once; afterwards only the rows of the tasks named by `touch` are built
+    again (with their link partners, old and new), and the count of rows per state is kept up to
+    date, so `count` never walks the rows. `reset` asks for a whole rebuild (settings changed).
+    """
+
+    def __init__(self, build: RowBuilder) -> None:
+        self._build = build
+        self._rows: dict[str, Row] | None = None
+        self._by_sc: dict[str, str] = {}
+        self._by_sf: dict[str, str] = {}
+        self._states: Counter[RowState] = Counter()
+        self._dirty_sc: set[str] = set()
+        self._dirty_sf: set[str] = set()
+
+    def reset(self) -> None:
+        self._rows = None
+        self._dirty_sc.clear()
+        self._dirty_sf.clear()
+
+    def touch(self, keys: Iterable[str] = (), *, sc_ids: Iterable[str] = (), sf_ids=()) -> None:
+        """These rows (keys) or tasks (ids) changed: build their rows again when next asked."""
+        if self._rows is None:
+            return
+        for key in keys:
+            sc_id, sf_id = ids_of_key(key)
+            if sc_id:
+                self._dirty_sc.add(sc_id)
+            if sf_id:
+                self._dirty_sf.add(sf_id)
+        self._dirty_sc.update(i for i in sc_ids if i)
+        self._dirty_sf.update(i for i in sf_ids if i)
+
+    def rows(self) -> list[Row]:
+        return list(self._fresh().values())
+
+    def count(self, state: RowState) -> int:
+        self._fresh()
+        return self._states[state]
+
+    # -- keeping it fresh -------------------------------------------------------------------
+
+    def _fresh(self) -> dict[str, Row]:
+        if self._rows is None:
+            self._rows, self._by_sc, self._by_sf = {}, {}, {}
+            self._states.clear()
+            self._dirty_sc.clear()
+            self._dirty_sf.clear()
+            for row in self._build(None, None):
+                self._add(row)
+        elif self._dirty_sc or self._dirty_sf:
+            self._patch()
+        return self._rows
+
+    def _patch(self) -> None:
+        todo_sc, todo_sf = set(self._dirty_sc), set(self._dirty_sf)
+        self._dirty_sc.clear()
+        self._dirty_sf.clear()
+        done_sc: set[str] = set()
+        done_sf: set[str] = set()
+        while todo_sc or todo_sf:
+            # The old rows of these tasks go. A link row that goes frees its other task, whose
+            # row is built again too (it may be unlinked now, or gone).
+            freed = [self._remove(self._by_sc.get(i)) for i in todo_sc]
+            freed += [self._remove(self._by_sf.get(i)) for i in todo_sf]
+            for row in freed:
+                if row is not None:
+                    sc_id, sf_id = _row_ids(row)
+                    if sc_id and sc_id not in done_sc:
+                        todo_sc.add(sc_id)
+                    if sf_id and sf_id not in done_sf:
+                        todo_sf.add(sf_id)
+            new_rows = self._build(set(todo_sc), set(todo_sf))
+            done_sc |= todo_sc
+            done_sf |= todo_sf
+            todo_sc, todo_sf = set(), set()
+            # A new row may pair a task whose old row is still here (a new link): that row goes,
+            # and the task it held on the other side is looked at again.
+            for row in new_rows:
+                for index, task_id in zip((self._by_sc, self._by_sf), _row_ids(row), strict=True):
+                    old = self._remove(index.get(task_id)) if task_id else None
+                    if old is None or old.key == row.key:
+                        continue
+                    old_sc, old_sf = _row_ids(old)
+                    if old_sc and old_sc not in done_sc:
+                        todo_sc.add(old_sc)
+                    if old_sf and old_sf not in done_sf:
+                        todo_sf.add(old_sf)
+                self._add(row)
+
+    def _add(self, row: Row) -> None:
+        assert self._rows is not None
+        if row.key in self._rows:
+            self._remove(row.key)
+        self._rows[row.key] = row
+        self._states[row.state] += 1
+        sc_id, sf_id = _row_ids(row)
+        if sc_id:
+            self._by_sc[sc_id] = row.key
+        if sf_id:
+            self._by_sf[sf_id] = row.key
+
+    def _remove(self, key: str | None) -> Row | None:
+        assert self._rows is not None
+        row = self._rows.pop(key, None) if key else None
+        if row is None:
+            return None
+        self._states[row.state] -= 1
+        sc_id, sf_id = _row_ids(row)
+        if sc_id and self._by_sc.get(sc_id) == key:
+            del self._by_sc[sc_id]
+        if sf_id and self._by_sf.get(sf_id) == key:
+            del self._by_sf[sf_id]
+        return row
 
 
 def _conflict_reason(conflict: Conflict) -> str:

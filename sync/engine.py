@@ -27,7 +27,7 @@ from typing import Any
 from sync import paths
 from sync.config import ConfigError
 from sync.connectors.http import ServiceError
-from sync.dashboard import EngineStatus, Row, RowState, TaskError, build_rows
+from sync.dashboard import EngineStatus, Row, RowCache, RowState, TaskError, build_rows
 from sync.events import (
     ConflictFound,
     Event,
@@ -117,6 +117,7 @@ class SyncEngine:
         self._api: tuple[int | None, int | None] = (None, None)
         # One state save per run (plus checkpoints in long runs); see sync.writer.
         self._saver = StateSaver(store, journal)
+        self._rows = RowCache(self._build_rows)
         self.scheduler = RunScheduler(
             self._scheduled_run,
             interval=lambda: self.store.settings.poll_interval,
@@ -152,7 +153,22 @@ class SyncEngine:
         return self._bus.subscribe(listener)
 
     def _emit(self, event: Event) -> None:
+        if isinstance(event, TasksChanged):
+            self._rows.touch(event.keys)
         self._bus.emit(event)
+
+    def _parked_ids(self) -> tuple[set[str], set[str]]:
+        """SC and SF ids with a conflict, an answer or a parked error (each shapes its row)."""
+        sc_ids = {c.sc_id for c in self.store.conflicts()}
+        sf_ids = {c.sf_id for c in self.store.conflicts()}
+        for error in self.store.errors():
+            (sc_ids if error.side is Side.SALESCONNECT else sf_ids).add(error.task_id)
+        return sc_ids, sf_ids
+
+    def _touch_parked(self, before: tuple[set[str], set[str]] = (set(), set())) -> None:
+        """Rows whose conflict or error came or went (`before`: the ids parked earlier)."""
+        sc_ids, sf_ids = self._parked_ids()
+        self._rows.touch(sc_ids=sc_ids | before[0], sf_ids=sf_ids | before[1])
 
     # -- scheduling ------------------------------------------------------------------------
 
@@ -177,6 +193,7 @@ class SyncEngine:
         """Change settings (ValueError says what is wrong); saved at once."""
         settings = self.store.update_settings(**changes)
         self.store.save()
+        self._rows.reset()  # e.g. enabled_at decides which tasks are "not synced"
         self._emit(StatusChanged())
         return settings
 
@@ -193,6 +210,7 @@ class SyncEngine:
             settings = self.store.update_settings(enabled=False)
         self.store.audit("settings", "sync turned " + ("on" if on else "off"))
         self.store.save()
+        self._rows.reset()
         self._emit(StatusChanged())
         if on and start:
             self.request_sync()
@@ -238,6 +256,7 @@ class SyncEngine:
             started = self.clock()
             self._running = True
             self._saver.begin_run()
+            parked_before = self._parked_ids()
             self._emit(SyncStarted(run_id, reason))
             recorded = False
             try:
@@ -260,6 +279,7 @@ class SyncEngine:
             finally:
                 self._running = False
                 self._phase = ""
+                self._touch_parked(parked_before)
             self._last = summary
             if not dry_run and not recorded:
                 with contextlib.suppress(StateError):  # the run failed already; say that
@@ -395,6 +415,7 @@ class SyncEngine:
         retried = {(e.side, e.task_id) for e in self.store.errors()}
         new_conflicts = self._record_reads_and_conflicts(reads, the_plan)
         self._remember_skips(reads, the_plan.skipped)
+        self._touch_parked()
         if new_conflicts:
             for conflict in new_conflicts:
                 self._emit(ConflictFound(conflict))
@@ -770,6 +791,7 @@ class SyncEngine:
                 writer.record_created(intent, WriteResult(ok=True, id=found_id))
             settled.append(intent.key)
         self.store.audit("recover", f"settled {len(settled)} journaled create(s)", run_id=run_id)
+        self._rows.reset()
         # Recovery follows a crash (rare): its own save, so what it settled is safe at once.
         self._saver.finish_after_save(settled)
         self._saver.save()
@@ -782,21 +804,15 @@ class SyncEngine:
     # -- the dashboard model ---------------------------------------------------------------
 
     def rows(self) -> list[Row]:
+        """One row per link and per unlinked task (cached: only changed rows are rebuilt)."""
+        return self._rows.rows()
+
+    def _build_rows(self, sc_ids: set[str] | None, sf_ids: set[str] | None) -> list[Row]:
+        """The rows of these tasks and of their link partners (None, None: every row)."""
         errors = [
             TaskError(e.side, e.task_id, e.category, e.message, e.at, e.action)
             for e in self.store.errors()
         ]
-        skipped = dict(self._skips)
-        enabled_at = self.store.settings.enabled_at
-        for task in self.store.cached_tasks(Side.SALESCONNECT).values():
-            key = (Side.SALESCONNECT, task.id)
-            if (
-                key not in skipped
-                and enabled_at
-                and task.created_at
-                and task.created_at < enabled_at
-            ):
-                skipped[key] = "created before sync was enabled"
         # An answered conflict whose write failed shows as the error: the answer is kept and
         # the next run carries it out; there is nothing left to decide.
         failed = {(e.side, e.task_id) for e in errors}
@@ -806,14 +822,54 @@ class SyncEngine:
             if self.store.resolution(c.id) is None
             or not {(Side.SALESCONNECT, c.sc_id), (Side.SALESFORCE, c.sf_id)} & failed
         ]
-        return build_rows(
-            self.store.links().values(),
-            self.store.cached_tasks(Side.SALESCONNECT),
-            self.store.cached_tasks(Side.SALESFORCE),
-            conflicts,
-            errors,
-            skipped,
-        )
+        if sc_ids is None or sf_ids is None:
+            links: Iterable[Link] = self.store.links().values()
+            sc_tasks = self.store.cached_tasks(Side.SALESCONNECT)
+            sf_tasks = self.store.cached_tasks(Side.SALESFORCE)
+        else:
+            chosen: dict[str, Link] = {}
+            sc_tasks, sf_tasks = {}, {}
+            for side, ids, tasks in (
+                (Side.SALESCONNECT, sc_ids, sc_tasks),
+                (Side.SALESFORCE, sf_ids, sf_tasks),
+            ):
+                for task_id in ids:
+                    link = self._link_of_task(side, task_id)
+                    if link is not None:
+                        chosen[link.key] = link
+                    task = self.store.cached_task(side, task_id)
+                    if task is not None:
+                        tasks[task_id] = task
+            for link in chosen.values():
+                for side, task_id, tasks in (
+                    (Side.SALESCONNECT, link.sc_id, sc_tasks),
+                    (Side.SALESFORCE, link.sf_id, sf_tasks),
+                ):
+                    task = self.store.cached_task(side, task_id)
+                    if task is not None:
+                        tasks[task_id] = task
+            links = chosen.values()
+        skipped = {
+            key: reason
+            for key, reason in self._skips.items()
+            if (sc_tasks if key[0] is Side.SALESCONNECT else sf_tasks).get(key[1]) is not None
+        }
+        enabled_at = self.store.settings.enabled_at
+        for task in sc_tasks.values():
+            key = (Side.SALESCONNECT, task.id)
+            if (
+                key not in skipped
+                and enabled_at
+                and task.created_at
+                and task.created_at < enabled_at
+            ):
+                skipped[key] = "created before sync was enabled"
+        return build_rows(links, sc_tasks, sf_tasks, conflicts, errors, skipped)
+
+    def _link_of_task(self, side: Side, task_id: str) -> Link | None:
+        if side is Side.SALESCONNECT:
+            return self.store.link_by_sc(task_id)
+        return self.store.link_by_sf(task_id)
 
     def conflicts(self) -> list[Conflict]:
         return sorted(self.store.conflicts(), key=lambda c: c.id)
@@ -833,6 +889,7 @@ class SyncEngine:
             sf_id=conflict.sf_id,
         )
         self.store.save()
+        self._rows.touch(sc_ids=[conflict.sc_id], sf_ids=[conflict.sf_id])
         self._emit(StatusChanged())
 
     def activity(self, limit: int = 500) -> list[dict]:
@@ -869,7 +926,7 @@ class SyncEngine:
             state = "waiting"
         else:
             state = "idle"
-        pending = sum(1 for r in self.rows() if r.state is RowState.PENDING) if counts else 0
+        pending = self._rows.count(RowState.PENDING)
         return EngineStatus(
             state=state,
             enabled=settings.enabled,
@@ -921,6 +978,7 @@ class SyncEngine:
         if fresh is None:
             raise EngineError("The task was deleted in Sales Connect meanwhile.")
         self.store.put_cached_tasks([fresh])
+        self._rows.touch(sc_ids=[task_id])
         seen = cached.fields if cached is not None else None
         moved = [n for n in changes if seen is None or fresh.fields.get(n) != seen.get(n)]
         if moved:
