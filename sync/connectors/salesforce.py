@@ -22,6 +22,7 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import random
 import re
@@ -294,6 +295,9 @@ class SalesforceClient:
         self.calls = 0
         self.limits = LimitInfo()
         self.deleted_coverage: dict[str, str] = {}  # earliest/latest dates of the last read
+        # After `changed_tasks`: the SystemModstamp a caller may store as its watermark for the
+        # records it was given (see `changed_tasks`); None when nothing safe is known.
+        self.changes_watermark: str | None = None
 
     async def __aenter__(self) -> SalesforceClient:
         return self
@@ -342,6 +346,21 @@ class SalesforceClient:
         json: Any = None,
     ) -> Any:
         """Send under the policy and return the decoded JSON body (None for 204)."""
+        return _json_body(
+            await self._send(method, path, idempotent=idempotent, params=params, json=json),
+            method,
+        )
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        """Send under the policy; the response (its headers too) for `_json_body`."""
         client = await self._client()
         headers_factory, on_unauthorized = self._session.auth_hooks()
         kwargs: dict[str, Any] = {}
@@ -361,13 +380,7 @@ class SalesforceClient:
             service=SERVICE,
             **kwargs,
         )
-        if response.status_code == 204 or not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            where = f"{method} {safe_url(response.request.url)}"
-            raise _malformed(f"{where} is not JSON", retryable=method == "GET") from None
+        return response
 
     # -- identity and picklists ---------------------------------------------------------------
 
@@ -419,8 +432,16 @@ class SalesforceClient:
         """Like `query`, including deleted (recycle bin) and archived rows."""
         return self._pages("queryAll", soql)
 
-    async def _pages(self, resource: str, soql: str) -> AsyncIterator[dict[str, Any]]:
-        body = await self._request("GET", resource, idempotent=True, params={"q": soql})
+    async def _pages(
+        self,
+        resource: str,
+        soql: str,
+        on_first_page: Callable[[httpx.Response], None] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        response = await self._send("GET", resource, idempotent=True, params={"q": soql})
+        if on_first_page is not None:
+            on_first_page(response)
+        body = _json_body(response, "GET")
         seen: set[str] = set()
         while True:
             if not isinstance(body, dict) or not isinstance(body.get("records"), list):
@@ -470,12 +491,55 @@ class SalesforceClient:
     # -- change detection ---------------------------------------------------------------------
 
     async def changed_tasks(self, owner_id: str, since: datetime | None) -> list[dict[str, Any]]:
-        """The user's tasks whose SystemModstamp >= since - overlap, deleted rows included."""
+        """The user's tasks whose SystemModstamp >= since - overlap, deleted rows included.
+
+        Also sets `changes_watermark`: what the caller may store as its next `since` once it
+        has dealt with these records. That is the newest SystemModstamp returned, moved up to
+        the org's time when the query ran minus the overlap, if Salesforce said that time
+        (the `Date` header of the first page).
+
+        Why that is safe: the overlap exists because a record's SystemModstamp is taken inside
+        its transaction, which may commit (become visible) a little later, so a record can
+        appear with a stamp earlier than a query that did not see it. We assume, as the
+        overlap always has, that a transaction commits within WATERMARK_OVERLAP of its stamp.
+        Then when the query ran at org time T, every record stamped before T - overlap was
+        already visible and is in this answer (or older than `since`, or seen before), and a
+        record still to appear has a stamp after T - overlap. The next read starts at
+        watermark - overlap = T - 2 x overlap at the latest, so such a record, whatever stamp
+        it lands with inside the overlap, is read. Without this, the watermark stays at the
+        last change: after a bulk import, every later run re-reads the whole import (all of
+        it is stamped within two minutes of its newest record) until something else changes.
+        The query's time comes from Salesforce, never from this machine's clock (which may be
+        off); a `Date` that is missing, unreadable, or more than a day ahead of this machine's
+        clock (no org is; a broken proxy might be) is not used, and the watermark then stays
+        at the newest stamp, as before.
+        """
         soql = f"SELECT {', '.join(TASK_FIELDS)} FROM Task WHERE OwnerId = '{check_id(owner_id)}'"
         if since is not None:
             soql += f" AND SystemModstamp >= {soql_datetime(since - WATERMARK_OVERLAP)}"
         soql += " ORDER BY SystemModstamp ASC, Id ASC"
-        return [record async for record in self.query_all(soql)]
+        self.changes_watermark = None
+        queried_at: list[datetime] = []
+
+        def note_time(response: httpx.Response) -> None:
+            when = _server_time(response)
+            if when is not None:
+                queried_at.append(when)
+
+        records = [record async for record in self._pages("queryAll", soql, note_time)]
+        newest: datetime | None = None
+        newest_stamp: str | None = None
+        for record in records:
+            stamp = record.get("SystemModstamp")
+            when = _parse_stamp(stamp)
+            if when is not None and (newest is None or when > newest):
+                newest, newest_stamp = when, stamp
+        floor = queried_at[0] - WATERMARK_OVERLAP if queried_at else None
+        if floor is not None and (newest is None or floor > newest):
+            self.changes_watermark = _format_stamp(floor)
+        else:
+            self.changes_watermark = newest_stamp
+        return records
 
     async def deleted_ids(self, start: datetime, end: datetime) -> list[dict[str, str]]:
         """Tasks deleted between start and end: [{"id", "deletedDate"}].
@@ -642,6 +706,56 @@ class SalesforceClient:
                     batch_results[index] = result
             results.extend(batch_results)
         return results
+
+
+def _json_body(response: httpx.Response, method: str) -> Any:
+    """The decoded JSON body (None for 204); a clear error for anything else."""
+    if response.status_code == 204 or not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        where = f"{method} {safe_url(response.request.url)}"
+        raise _malformed(f"{where} is not JSON", retryable=method == "GET") from None
+
+
+# No org's clock is this far ahead of ours; a Date header that is must not move a watermark.
+SERVER_TIME_MAX_AHEAD = timedelta(days=1)
+
+
+def _server_time(response: httpx.Response) -> datetime | None:
+    """The org's time from the response `Date` header (whole seconds, rounded down by the
+    server, so never later than the moment it answered); None if absent or not believable."""
+    text = response.headers.get("date")
+    if not text or "," in text.split(",", 1)[-1]:  # missing, or several Date headers
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    when = when.astimezone(UTC)
+    if when - datetime.now(UTC) > SERVER_TIME_MAX_AHEAD:
+        log.warning("Salesforce's Date header %s is more than a day ahead; not used", text[:40])
+        return None
+    return when
+
+
+def _parse_stamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_sf_datetime(value)
+    except ValueError:
+        return None
+
+
+def _format_stamp(moment: datetime) -> str:
+    """A datetime in Salesforce's own form (2026-11-30T10:00:00.000+0000)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{moment.microsecond // 1000:03d}+0000"
+    )
 
 
 def _replication_date(moment: datetime) -> str:

@@ -244,6 +244,88 @@ async def test_changed_tasks_reads_by_systemmodstamp_with_overlap(org: Org) -> N
     assert {r["Id"] for r in everything} == {edge, recent, edited, deleted, old, before_overlap}
 
 
+def stamp_time(value: str | None) -> datetime:
+    assert value is not None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+async def test_after_a_bulk_import_the_watermark_moves_to_the_query_time(org: Org) -> None:
+    """The import is an hour old: the next read must not fetch its 2,500 tasks again."""
+    user = org.config.user_id
+    hour_ago = org.emulator.now() - timedelta(hours=1)
+    imported = {org.emulator.add_task(Subject=f"Imported {i}", created_at=hour_ago)["Id"]
+                for i in range(2500)}  # fmt: skip
+    before = org.emulator.now()
+    rows = await org.client.changed_tasks(user, hour_ago - timedelta(minutes=1))
+    after = org.emulator.now()
+    assert {r["Id"] for r in rows} == imported
+    watermark = stamp_time(org.client.changes_watermark)
+    newest = max(stamp_time(r["SystemModstamp"]) for r in rows)
+    overlap = timedelta(minutes=2)
+    assert watermark > newest  # moved on from the import's last stamp...
+    # ...to the query's time minus the overlap (a Date header is whole seconds, and a server
+    # may send one up to a second old: both only make the watermark earlier, never later)
+    assert before - overlap - timedelta(seconds=3) <= watermark <= after - overlap
+
+    calls = org.client.calls
+    again = await org.client.changed_tasks(user, watermark)
+    assert again == [] and org.client.calls - calls == 1  # one page saying "nothing", not two
+    old_way = await org.client.changed_tasks(user, newest)  # the old watermark re-read them all
+    assert len(old_way) == 2500
+
+
+async def test_a_record_landing_late_inside_the_overlap_is_still_read(org: Org) -> None:
+    """A transaction that commits after our query with a stamp before it (inside the overlap)
+    must show up in the next read that starts from the stored watermark."""
+    user = org.config.user_id
+    org.emulator.add_task(Subject="old", created_at=org.emulator.now() - timedelta(hours=2))
+    await org.client.changed_tasks(user, org.emulator.now() - timedelta(hours=3))
+    watermark = stamp_time(org.client.changes_watermark)
+    queried = watermark + timedelta(minutes=2)  # the query's time (Date, whole seconds)
+    overlap = timedelta(minutes=2)
+    late = org.emulator.add_task(Subject="late", created_at=queried - timedelta(seconds=90))
+    edge = org.emulator.add_task(Subject="edge", created_at=watermark - overlap)  # >= is kept
+    just_in = org.emulator.add_task(Subject="in", created_at=queried - overlap + timedelta(0, 1))
+    rows = await org.client.changed_tasks(user, watermark)
+    assert {late["Id"], edge["Id"], just_in["Id"]} <= {r["Id"] for r in rows}
+    assert "old" not in {r["Subject"] for r in rows}
+
+
+async def test_with_the_org_clock_ahead_of_its_date_header_the_newest_stamp_is_kept(
+    org: Org,
+) -> None:
+    """The emulator's shifted clock stamps records later than its (real-time) Date header:
+    the watermark never goes below what was read, and later edits are read."""
+    org.emulator.advance_clock(3600)
+    user = org.config.user_id
+    task = org.emulator.add_task(Subject="made in the shifted hour")
+    rows = await org.client.changed_tasks(user, org.emulator.now() - timedelta(minutes=5))
+    assert [r["Id"] for r in rows] == [task["Id"]]
+    assert org.client.changes_watermark == rows[0]["SystemModstamp"]
+    org.emulator.advance_clock(60)
+    org.emulator.update_task(task["Id"], Subject="edited later")
+    rows = await org.client.changed_tasks(user, stamp_time(org.client.changes_watermark))
+    assert [r["Subject"] for r in rows] == ["edited later"]
+
+
+@pytest.mark.parametrize(
+    "date_headers",
+    [
+        [],
+        ["not a date"],
+        ["Mon, 30 Nov 2099 10:00:00 GMT"],  # far ahead of this machine: a broken proxy
+        ["Mon, 30 Nov 2026 10:00:00 GMT", "Mon, 30 Nov 2026 10:00:05 GMT"],  # two answers
+    ],
+)
+def test_an_unusable_date_header_gives_no_server_time(date_headers: list[str]) -> None:
+    from sync.connectors.salesforce import _server_time
+
+    response = httpx.Response(200, headers=[("Date", d) for d in date_headers])
+    assert _server_time(response) is None
+    good = httpx.Response(200, headers={"Date": "Mon, 30 Nov 2026 10:00:00 GMT"})
+    assert _server_time(good) == datetime(2026, 11, 30, 10, tzinfo=UTC)
+
+
 async def test_changed_tasks_refuses_an_id_that_would_inject_soql(org: Org) -> None:
     with pytest.raises(ServiceError) as caught:
         await org.client.changed_tasks("005' OR OwnerId != '", None)
