@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -69,6 +70,9 @@ log = logging.getLogger(__name__)
 
 # An SC Idempotency-Key is honoured for 24 hours; older intents are looked up by content.
 SC_REPLAY_WINDOW = timedelta(hours=20)
+# The org's picklists are kept this long (in the SF cursor, so a CLI run reuses them): reading
+# them costs two API calls. A write refused for a picklist value reads them again sooner.
+PICKLIST_TTL = timedelta(hours=1)
 
 Clock = Callable[[], datetime]
 SidesFactory = Callable[[], Awaitable[tuple[SalesConnectSide, SalesforceSide]]]
@@ -240,8 +244,54 @@ class SyncEngine:
             self._sides = await self._sides_factory()
         sc, sf = self._sides
         await sc.connect()
+        self._reuse_picklists(sf)
         await sf.connect()
+        self._keep_picklists(sf)
         return sc, sf
+
+    def _reuse_picklists(self, sf: SalesforceSide) -> None:
+        """Give the side the picklists kept in the state while they are fresh; drop stale ones
+        (a long-lived engine) so that `connect` reads them again."""
+        if not hasattr(sf, "use_picklists"):
+            return
+        extra = self.store.cursor(Side.SALESFORCE).extra
+        try:
+            kept_at = datetime.fromisoformat(extra["picklists_at"])
+            fresh = timedelta(0) <= self.clock() - kept_at < PICKLIST_TTL
+        except (KeyError, ValueError, TypeError):
+            fresh = False
+        if sf.picklists_raw is not None and (fresh or "picklists_at" not in extra):
+            return  # the side's own are current (or the state keeps none: leave them)
+        sf.forget_picklists()
+        if fresh:
+            try:
+                raw = json.loads(extra["picklists"])
+                if isinstance(raw, dict):
+                    sf.use_picklists(raw)
+            except (KeyError, ValueError, TypeError, AttributeError):
+                log.info("the kept Salesforce picklists are unreadable; reading them again")
+                sf.forget_picklists()
+
+    def _keep_picklists(self, sf: SalesforceSide) -> None:
+        """Keep what `connect` just read from the org, stamped, for later runs and processes."""
+        if not getattr(sf, "picklists_read", False) or sf.picklists_raw is None:
+            return
+        sf.picklists_read = False
+        cursor = self.store.cursor(Side.SALESFORCE)
+        extra = {
+            **cursor.extra,
+            "picklists": json.dumps(sf.picklists_raw, sort_keys=True),
+            "picklists_at": self.clock().isoformat(),
+        }
+        self.store.put_cursor(dataclasses.replace(cursor, extra=extra))
+
+    def _drop_kept_picklists(self, sf: SalesforceSide) -> None:
+        """A write was refused for a picklist value: read the picklists again next time."""
+        cursor = self.store.cursor(Side.SALESFORCE)
+        extra = {k: v for k, v in cursor.extra.items() if not k.startswith("picklists")}
+        self.store.put_cursor(dataclasses.replace(cursor, extra=extra))
+        if hasattr(sf, "forget_picklists"):
+            sf.forget_picklists()
 
     async def run_once(
         self,
@@ -435,6 +485,12 @@ class SyncEngine:
             changed=lambda keys: self._emit(TasksChanged(tuple(sorted(keys)))),
         )
         tally = await writer.execute(the_plan.actions)
+        if any(
+            "PICKLIST" in e.message
+            for e in self.store.errors()
+            if e.side is Side.SALESFORCE and (e.side, e.task_id) in tally.parked
+        ):
+            self._drop_kept_picklists(sf)
         self._settle_answers(the_plan, tally)
         for side, task_id in retried - tally.parked:
             self.store.clear_error(side, task_id)  # retried without failing again

@@ -199,11 +199,26 @@ class SalesforceSide:
         self.external_id_field = external_id_field
         self.user_id: str | None = None
         self.picklists: SfPicklists = SfPicklists()
+        # The org's Status/Priority values as read (two queries): None until read or given.
+        self.picklists_raw: dict[str, list[dict]] | None = None
+        self.picklists_read = False  # True once `connect` read them from the org
 
     async def connect(self) -> None:
         if self.user_id is None:
             self.user_id = await self.client.user_id()
-            self.picklists = build_picklists(await self.client.picklists())
+        if self.picklists_raw is None:
+            self.use_picklists(await self.client.picklists())
+            self.picklists_read = True
+
+    def use_picklists(self, raw: Mapping[str, Any]) -> None:
+        """Take the picklists from a copy kept earlier (the engine keeps one for a while)."""
+        self.picklists_raw = {name: [dict(row) for row in rows] for name, rows in raw.items()}
+        self.picklists = build_picklists(self.picklists_raw)
+        self.picklists_read = False
+
+    def forget_picklists(self) -> None:
+        """Read the picklists from the org again at the next `connect`."""
+        self.picklists_raw = None
 
     def to_side_task(self, raw: Mapping[str, Any]) -> SideTask:
         return sf_to_side_task(raw, self.user_id, self.picklists)
