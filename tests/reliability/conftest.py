@@ -155,12 +155,16 @@ class World:
     def sc_base_url(self) -> str:
         return self.servers.sc_proxy_server.base_url + "/api/v1"
 
-    async def connect(self) -> None:
+    async def connect(self, *, direct: bool = False) -> None:
+        """`connect salesforce` and `connect salesconnect`, through the proxies (or, `direct`,
+        straight to the emulators: a dropped connection then reaches the engine as one)."""
         from sync.connections import connect_salesconnect, connect_salesforce
 
+        sf_url = self.servers.sf_server.base_url if direct else self.sf_login_url
+        sc_url = self.servers.sc_server.base_url + "/api/v1" if direct else self.sc_base_url
         await connect_salesforce(
             self.secrets,
-            login_url=self.sf_login_url,
+            login_url=sf_url,
             client_id=self.sf.client_id,
             auth="client-credentials",
             secret=self.sf.client_secret,
@@ -168,7 +172,7 @@ class World:
         )
         await connect_salesconnect(
             self.secrets,
-            base_url=self.sc_base_url,
+            base_url=sc_url,
             client_id=self.sc.client_id,
             token_url=None,
             secret=self.sc.client_secret,
