@@ -906,7 +906,9 @@ class StateStore:
         Each is streamed to a temp file first, and only when all are whole do they replace
         the files (a value that cannot be saved, or a full disk, leaves every file as it was):
         the activity log and the cache first, the state file last (see the module docstring).
-        True if anything was written.
+
+        True if the state file was written (so its `.bak` now holds the version before): the
+        journal relies on that meaning. A save that only wrote the log or the cache is False.
         """
         dirty = [s for s in (self._activity, self._cache_storage, self._storage) if s.dirty]
         staged: list[tuple[AtomicJSONStorage, Path]] = []
@@ -920,7 +922,7 @@ class StateStore:
         finally:
             for _storage, temp in staged:  # a failure: no file changed after it
                 discard_file(temp)
-        return bool(dirty)
+        return self._storage in dirty
 
     def close(self) -> None:
         """Save pending changes (not in read-only mode) and release the lock. Idempotent."""
