@@ -34,8 +34,11 @@ from tui.widgets.text import sanitize
 Clock = Callable[[], datetime]
 
 # Engine events arrive in bursts (a 10,000-task run reports hundreds); the screens re-read the
-# engine at most this often, so the UI loop stays free for keys and painting.
+# engine at most this often, so the UI loop stays free for keys and painting. A refresh that
+# took long (a big state) spaces the next ones further: the UI spends at most about a quarter
+# of its time refreshing, and never waits more than REFRESH_MAX_WAIT for news.
 REFRESH_INTERVAL = 0.2
+REFRESH_MAX_WAIT = 2.0
 
 
 def _utc_now() -> datetime:
@@ -122,7 +125,7 @@ class ReminderSyncApp(App[str | None]):
         self._dirty_rows = False
         self._dirty_status = False
         self._flush_pending = False
-        self._last_flush = 0.0
+        self._next_flush = 0.0  # time.monotonic() before which a burst waits
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -203,7 +206,8 @@ class ReminderSyncApp(App[str | None]):
         self.changed()
 
     def on_tasks_changed(self, message: messages.TasksChanged) -> None:
-        self.changed(keys=message.event.keys, status=True)
+        # Rows only: the counts in the status line are re-read when the run ends.
+        self.changed(keys=message.event.keys)
 
     def on_conflict_found(self, message: messages.ConflictFound) -> None:
         self.changed(rows=True, status=True)
@@ -249,7 +253,7 @@ class ReminderSyncApp(App[str | None]):
             return
         self._flush_pending = True
         # The first event after a quiet spell is shown at once; the rest of a burst waits.
-        wait = self._last_flush + REFRESH_INTERVAL - time.monotonic()
+        wait = self._next_flush - time.monotonic()
         if wait > 0:
             self.set_timer(wait, self._flush, name="refresh screens")
         else:
@@ -257,7 +261,7 @@ class ReminderSyncApp(App[str | None]):
 
     def _flush(self) -> None:
         self._flush_pending = False
-        self._last_flush = time.monotonic()
+        started = time.monotonic()
         keys, self._dirty_keys = frozenset(self._dirty_keys), set()
         rows, self._dirty_rows = self._dirty_rows, False
         if self._dirty_status:
@@ -267,6 +271,9 @@ class ReminderSyncApp(App[str | None]):
             self._refresh(rows=True, keys=None if rows else keys)
         else:
             self._refresh(rows=False)
+        ended = time.monotonic()
+        pause = min(max(REFRESH_INTERVAL, 3 * (ended - started)), REFRESH_MAX_WAIT)
+        self._next_flush = ended + pause
 
     def refresh_screens(self, *, rows: bool = True) -> None:
         """Let every open screen re-read what it shows from the engine, now."""

@@ -109,3 +109,27 @@ async def test_a_synced_change_re_renders_only_its_row(demo: Any) -> None:
         assert all(dash.table.cells_of(key) is cells for key, cells in before.items())
         # A whole run (start, progress, changes, finish) read the rows a handful of times.
         assert calls["rows"] <= 4, calls
+
+
+async def test_a_hidden_dashboard_catches_up_when_shown_again(demo: Any) -> None:
+    from tui.screens.settings import SettingsScreen
+
+    app = ReminderSyncApp(demo.engine, run_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("v")
+        dash = dashboard(app)
+        row = next(r for r in dash._rows_by_key.values() if str(r.state) == "in_sync")
+        await pilot.press("comma")
+        assert isinstance(app.screen, SettingsScreen)
+        calls = count_reads(demo.engine)
+        demo.sf.update_task(row.sf.id, Subject="Renamed while away")
+        await demo.engine.run_once()
+        await pilot.pause(0.3)
+        assert calls["rows"] == 0  # nobody can see the rows: they are not read
+        await pilot.press("escape")
+        await wait_until(
+            pilot,
+            lambda: str(dash.table.cells_of(row.key)[1]).startswith("Renamed while away"),
+            what="the change on the dashboard after settings closed",
+        )
+        assert calls["rows"] == 1

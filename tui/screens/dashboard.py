@@ -16,7 +16,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from sync.model import STATUS_COMPLETE, STATUS_OPEN, Side, Task
@@ -83,6 +83,11 @@ class DashboardScreen(Screen):
         self._shown_count = 0
         self._layout: Layout | None = None
         self._composed = False  # set in on_mount (is_mounted is still False there)
+        self.rows_shown = False  # the engine's rows have been put in the table once
+        # Changes that came while another screen was on top (applied when we are back):
+        # `_stale_keys` None means any row may have changed.
+        self._stale = False
+        self._stale_keys: set[str] | None = set()
 
     @property
     def rs_app(self) -> ReminderSyncApp:
@@ -106,6 +111,23 @@ class DashboardScreen(Screen):
         self.refresh_rows()
         self.query_one(SideBySideTable).focus()
 
+    def _visible(self) -> bool:
+        """On top, or under dialogs only (they show the dashboard dimmed around them)."""
+        stack = self.app.screen_stack
+        if self not in stack:
+            return False
+        above = stack[stack.index(self) + 1 :]
+        return all(isinstance(screen, ModalScreen) for screen in above)
+
+    def on_screen_resume(self) -> None:
+        if not self._composed:
+            return
+        keys = self._stale_keys if self._stale else set()
+        self._stale, self._stale_keys = False, set()
+        # Through the app's coalesced refresh, so the screen we return to paints first; with
+        # no rows to apply it still redraws the status line.
+        self.rs_app.changed(rows=keys is None, keys=keys or ())
+
     def on_resize(self) -> None:
         self.show_rows()  # a new width may mean a new layout; the rows are the same
 
@@ -122,6 +144,15 @@ class DashboardScreen(Screen):
 
     def refresh_from_engine(self, *, rows: bool = True, keys: frozenset[str] | None = None) -> None:
         """The app's refresh: `keys` are the rows the engine said changed (None: any row)."""
+        if not self._visible():
+            # Hidden by another screen: remember what changed; work it in on return.
+            if rows:
+                self._stale = True
+                if keys is None:
+                    self._stale_keys = None
+                elif self._stale_keys is not None:
+                    self._stale_keys |= keys
+            return
         if rows:
             self.refresh_rows(keys)
         else:
@@ -133,6 +164,7 @@ class DashboardScreen(Screen):
             return
         self._index.update(self.rs_app.engine.rows(), keys)
         self.show_rows()
+        self.rows_shown = True
 
     def show_rows(self) -> None:
         """Show the rows held for the current view, filter and width, as a keyed diff."""
