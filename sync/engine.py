@@ -61,7 +61,7 @@ from sync.model import (
 from sync.plan import plan as make_plan
 from sync.reader import SideRead, read_salesconnect, read_salesforce
 from sync.scheduler import RunScheduler
-from sync.sides import SalesConnectSide, SalesforceSide, WriteResult
+from sync.sides import YIELD_EVERY, SalesConnectSide, SalesforceSide, WriteResult
 from sync.storage import StateError
 from sync.store import Settings, StateStore
 from sync.writer import PlanWriter, StateSaver
@@ -463,7 +463,7 @@ class SyncEngine:
 
         # 3. record what was read and decided, then write
         retried = {(e.side, e.task_id) for e in self.store.errors()}
-        new_conflicts = self._record_reads_and_conflicts(reads, the_plan)
+        new_conflicts = await self._record_reads_and_conflicts(reads, the_plan)
         self._remember_skips(reads, the_plan.skipped)
         self._touch_parked()
         if new_conflicts:
@@ -672,14 +672,16 @@ class SyncEngine:
             )
         return list(touched.values())
 
-    def _record_reads_and_conflicts(
+    async def _record_reads_and_conflicts(
         self, reads: dict[Side, SideRead], the_plan: Any
     ) -> list[Conflict]:
         for read in reads.values():
-            live = [t for t in read.tasks.values() if not t.deleted]
-            self.store.put_cached_tasks(live)
-            for task in read.tasks.values():
-                if task.deleted:
+            for count, task in enumerate(list(read.tasks.values()), 1):
+                if count % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a big read: let the dashboard breathe
+                if not task.deleted:
+                    self.store.put_cached_tasks([task])
+                else:
                     linked = (
                         self.store.link_by_sc(task.id)
                         if read.side is Side.SALESCONNECT
