@@ -14,36 +14,16 @@ user's other tools would); the engine talks to them through `world.sf_proxy` / `
 from __future__ import annotations
 
 import dataclasses
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import httpx
 import pytest
 
-import emulators.server
-from emulators.server import RunningServer
+from emulators.server import RunningServer, serve_in_thread
 from tests.conftest import SalesConnectHandle, SalesforceHandle, SharedClock
 from tests.reliability.tamper import TamperProxy
-
-
-def _bind_tcp(host: str, port: int) -> socket.socket:
-    # emulators.server._bind makes its socket with proto 0, so asyncio never sets TCP_NODELAY
-    # on the accepted connections and every loopback request waits ~40 ms (Nagle + delayed
-    # ACK). Reported; until it is fixed there, these tests bind the way asyncio expects.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.set_inheritable(True)
-    return sock
-
-
-def serve_in_thread(app: Any, **kwargs: Any) -> RunningServer:
-    """`emulators.server.serve_in_thread` with TCP_NODELAY on the accepted connections."""
-    with mock.patch.object(emulators.server, "_bind", _bind_tcp):
-        return emulators.server.serve_in_thread(app, **kwargs)
 
 
 class _Kept:
