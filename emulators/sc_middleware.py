@@ -89,10 +89,16 @@ class FaultMiddleware:
         arrived = time.monotonic()
         status = 0
 
+        recorded = False
+
         async def logged_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, recorded
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # logged before the client can have the whole answer (tests count requests)
+                self.emulator.record(method, path, status, arrived)
+                recorded = True
             await send(message)
 
         receiver = _Receiver(receive)
@@ -103,7 +109,8 @@ class FaultMiddleware:
                 await self._faulted(scope, receiver, logged_send, method, path)
         finally:
             receiver.close()
-            self.emulator.record(method, path, status, arrived)
+            if not recorded:
+                self.emulator.record(method, path, status, arrived)
 
     async def _faulted(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import heapq
 import json
 import random
 import secrets
@@ -82,6 +83,10 @@ class _RateWindow:
 class _State:
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     keys: dict[tuple[str, str], _IdempotencyEntry] = field(default_factory=dict)
+    # Min-heaps of (time, id) in the order things expire, so a purge only looks at what has
+    # expired: (deleted_at, task id) of every tombstone, (created, key) of every key.
+    tombstone_times: list[tuple[datetime, str]] = field(default_factory=list)
+    key_times: list[tuple[datetime, tuple[str, str]]] = field(default_factory=list)
     sync_enabled: bool = False
     enabled_at: datetime | None = None
     settings_updated: datetime | None = None
@@ -300,6 +305,7 @@ class SalesConnectEmulator:
                 self._state.keys[(user_id, key)] = _IdempotencyEntry(
                     fingerprint, task["id"], task["created_at"]
                 )
+                heapq.heappush(self._state.key_times, (task["created_at"], (user_id, key)))
             return task_json(task), False
 
     def get(self, task_id: str, include_deleted: bool = False) -> dict[str, Any]:
@@ -326,6 +332,7 @@ class SalesConnectEmulator:
             task["deleted_at"] = now
             task["updated_at"] = now
             task["version"] += 1
+            heapq.heappush(self._state.tombstone_times, (now, task_id))
             return task_json(task)
 
     def list_page(
@@ -462,17 +469,29 @@ class SalesConnectEmulator:
             )
 
     def _purge(self) -> None:
-        """Drop tombstones older than the retention window and idempotency keys past theirs."""
+        """Drop tombstones older than the retention window and idempotency keys past theirs.
+
+        Runs before every read and write, so it must not scan everything (that made 10,000
+        creates cost 20 s of CPU): the heaps hold every tombstone and key in expiry order,
+        and only the expired ones are popped. Exactly what a full scan would drop is dropped
+        (same comparisons, at every call); an entry whose task or key has changed since it
+        was pushed is checked against the current one before anything is deleted. A clock
+        set back later does not bring anything back, as before.
+        """
         now = self.now()
-        tomb_limit = now - timedelta(days=TOMBSTONE_DAYS)
         state = self._state
-        for task_id in [
-            i for i, t in state.tasks.items() if t["deleted_at"] and t["deleted_at"] < tomb_limit
-        ]:
-            del state.tasks[task_id]
+        tomb_limit = now - timedelta(days=TOMBSTONE_DAYS)
+        while state.tombstone_times and state.tombstone_times[0][0] < tomb_limit:
+            _deleted_at, task_id = heapq.heappop(state.tombstone_times)
+            task = state.tasks.get(task_id)
+            if task is not None and task["deleted_at"] and task["deleted_at"] < tomb_limit:
+                del state.tasks[task_id]
         key_limit = now - timedelta(hours=IDEMPOTENCY_TTL_HOURS)
-        for key in [k for k, e in state.keys.items() if e.created < key_limit]:
-            del state.keys[key]
+        while state.key_times and state.key_times[0][0] < key_limit:
+            _created, key = heapq.heappop(state.key_times)
+            entry = state.keys.get(key)
+            if entry is not None and entry.created < key_limit:
+                del state.keys[key]
 
 
 def _position(task: dict[str, Any]) -> tuple[datetime, str]:

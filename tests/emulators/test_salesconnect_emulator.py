@@ -186,6 +186,69 @@ def test_idempotency_keys_last_24_hours(http: httpx.Client, emulator: Any) -> No
     )
 
 
+def test_tombstones_and_keys_expire_at_the_exact_millisecond(
+    http: httpx.Client, emulator: Any
+) -> None:
+    """Retention is "older than 15 days" and "older than 24 hours", to the millisecond, however
+    many tasks and keys there are, and whatever order they were made in."""
+    ms = timedelta(milliseconds=1)
+    emulator.freeze_clock(BASE)
+    tasks = [emulator.add_task(name=f"t{n}") for n in range(3)]
+    keys = {}
+    for n, moment in enumerate((BASE + 2 * ms, BASE, BASE + ms)):  # keys made out of order
+        emulator.freeze_clock(moment)
+        reply = http.post(
+            "/api/v1/tasks", json={"name": f"k{n}"}, headers={"Idempotency-Key": f"k{n}"}
+        )
+        keys[f"k{n}"] = (moment, reply.json()["id"])
+    for task, moment in zip(tasks, (BASE + ms, BASE, BASE + 2 * ms), strict=True):
+        emulator.freeze_clock(moment)
+        emulator.delete_task(task["id"])
+
+    def kept_tombstones() -> set[str]:
+        listed = http.get("/api/v1/tasks", params={"include_deleted": "true"}).json()["tasks"]
+        return {t["id"] for t in listed if t["deleted_at"]}
+
+    def replayed(key: str) -> bool:
+        n = key[1:]
+        reply = http.post("/api/v1/tasks", json={"name": f"k{n}"}, headers={"Idempotency-Key": key})
+        return reply.json()["id"] == keys[key][1]
+
+    emulator.freeze_clock(BASE + timedelta(hours=24) + ms)  # k2 is exactly 24 h old: kept
+    assert replayed("k0") and replayed("k2") and not replayed("k1")  # k1: 24 h + 1 ms
+    emulator.freeze_clock(BASE + timedelta(hours=24) + 2 * ms)
+    assert replayed("k0") and not replayed("k2")  # k2 is now 24 h + 1 ms old
+    emulator.freeze_clock(BASE + timedelta(days=15))
+    assert kept_tombstones() == {t["id"] for t in tasks}  # 15 days exactly: still kept
+    emulator.freeze_clock(BASE + timedelta(days=15) + ms)
+    assert kept_tombstones() == {tasks[0]["id"], tasks[2]["id"]}
+    emulator.freeze_clock(BASE + timedelta(days=15) + 3 * ms)
+    assert kept_tombstones() == set()
+    emulator.freeze_clock(BASE)  # a clock set back brings nothing back
+    assert kept_tombstones() == set()
+    assert all(t["deleted_at"] is None for t in emulator.tasks(include_deleted=True))
+
+
+def test_many_creates_and_reads_keep_every_live_task(http: httpx.Client, emulator: Any) -> None:
+    """The purge before each request drops only what expired (heaps, not a scan)."""
+    emulator.freeze_clock(BASE)
+    gone = [emulator.add_task(name=f"old {n}") for n in range(50)]
+    for task in gone:
+        emulator.delete_task(task["id"])
+    emulator.freeze_clock(BASE + timedelta(days=10))
+    made = [
+        http.post(
+            "/api/v1/tasks", json={"name": f"new {n}"}, headers={"Idempotency-Key": f"n{n}"}
+        ).json()["id"]
+        for n in range(50)
+    ]
+    emulator.freeze_clock(BASE + timedelta(days=15, hours=1))  # old tombstones expire
+    assert [t["id"] for t in emulator.tasks(include_deleted=True)] == sorted(
+        made, key=lambda i: (emulator.get(i)["updated_at"], i)
+    )
+    assert http.get(f"/api/v1/tasks/{made[0]}").status_code == 200
+
+
 def test_batch_envelope_is_checked_as_a_whole(http: httpx.Client) -> None:
     too_many = [{"op": "delete", "id": f"t{n}"} for n in range(201)]
     for body in (
