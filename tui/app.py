@@ -460,7 +460,11 @@ class ReminderSyncApp(App[str | None]):
         from tui.screens.help import HelpScreen
 
         if not self._is_open(HelpScreen):
-            self.push_screen(HelpScreen())
+            # Built once and kept: its text never changes, and composing and styling it again
+            # on every press is most of what `?` costs.
+            if not self.is_screen_installed("help"):
+                self.install_screen(HelpScreen(), name="help")
+            self.push_screen("help")
 
 
 # -- entry points (called lazily by tui/cli.py) --------------------------------------------
