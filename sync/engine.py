@@ -64,7 +64,7 @@ from sync.scheduler import RunScheduler
 from sync.sides import YIELD_EVERY, SalesConnectSide, SalesforceSide, WriteResult
 from sync.storage import StateError
 from sync.store import Settings, StateStore
-from sync.writer import PlanWriter, StateSaver
+from sync.writer import PlanWriter, StateSaver, newest_version
 
 log = logging.getLogger(__name__)
 
@@ -681,6 +681,7 @@ class SyncEngine:
                     await asyncio.sleep(0)  # a big read: let the dashboard breathe
                 if not task.deleted:
                     self.store.put_cached_tasks([task])
+                    self._advance_link_version(read.side, task)
                 else:
                     linked = (
                         self.store.link_by_sc(task.id)
@@ -714,6 +715,18 @@ class SyncEngine:
                     category="conflict",
                 )
         return [c for c in fresh if c.id not in old]
+
+    def _advance_link_version(self, side: Side, task: SideTask) -> None:
+        """A read newer than the version kept on the task's link moves the link's version on,
+        so that a later write never names a version the service has left behind."""
+        link = self._link_of_task(side, task.id)
+        if link is None or not task.version:
+            return
+        field = "sc_version" if side is Side.SALESCONNECT else "sf_version"
+        kept = getattr(link, field)
+        newest = newest_version(kept, task.version)
+        if newest != kept:
+            self.store.put_link(dataclasses.replace(link, **{field: newest}))
 
     def _settle_answers(self, the_plan: Any, tally: Any) -> None:
         """Drop the answers this run used up, with their conflicts, once what they asked for

@@ -141,6 +141,17 @@ def _row_keys(sc_id: str | None, sf_id: str | None) -> set[str]:
     return keys
 
 
+def newest_version(*versions: str) -> str:
+    """The newest of some versions of one task: SC versions are counters (compared as
+    numbers), SF versions ISO timestamps of one format (compared as text); empty = unknown."""
+    known = [v for v in versions if v]
+    if not known:
+        return ""
+    if all(v.isdigit() for v in known):
+        return max(known, key=int)
+    return max(known)
+
+
 class PlanWriter:
     def __init__(
         self,
@@ -234,14 +245,17 @@ class PlanWriter:
     # -- updates -----------------------------------------------------------------------------
 
     def _sc_version(self, sc_id: str) -> str:
+        """The If-Match version: the newest the engine has seen of the task (this run's read,
+        else the newer of the cached task and the link; the link's moves only with the
+        engine's own writes and recorded reads, so it can lag behind the cache)."""
         task = self.reads[Side.SALESCONNECT].tasks.get(sc_id) if self.reads else None
         if task is not None and task.version:
             return task.version
         cached = self.store.cached_task(Side.SALESCONNECT, sc_id)
         link = self.store.link_by_sc(sc_id)
-        if link is not None and link.sc_version:
-            return link.sc_version
-        return cached.version if cached is not None else ""
+        return newest_version(
+            cached.version if cached is not None else "", link.sc_version if link else ""
+        )
 
     async def _updates(self, side: Side, batch: list[Action]) -> None:
         target_ids = [a.sc_id if side is Side.SALESCONNECT else a.sf_id for a in batch]
