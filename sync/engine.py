@@ -43,7 +43,8 @@ from sync.events import (
     SyncStarted,
     TasksChanged,
 )
-from sync.journal_adapter import CreateIntent, IntentJournal
+from sync.journal_adapter import CreateIntent, IntentJournal, UpdateIntent
+from sync.mapping import project_to_sf
 from sync.model import (
     FIELDS,
     Action,
@@ -435,6 +436,8 @@ class SyncEngine:
             else self._api
         )
 
+        settled = self._settle_updates(reads, dry_run)
+
         # 2. plan
         self._set_phase(run_id, "plan")
         plan_settings = PlanSettings(
@@ -446,7 +449,7 @@ class SyncEngine:
             allow_mass_delete=allow_mass_delete,
         )
         the_plan = make_plan(
-            self._touched_links(reads),
+            [settled.get(link.key, link) for link in self._touched_links(reads)],
             list(reads[Side.SALESCONNECT].tasks.values()),
             list(reads[Side.SALESFORCE].tasks.values()),
             plan_settings,
@@ -640,6 +643,59 @@ class SyncEngine:
             floor=floor,
         )
         return {Side.SALESCONNECT: sc_read, Side.SALESFORCE: sf_read}
+
+    def _settle_updates(self, reads: dict[Side, SideRead], dry_run: bool) -> dict[str, Link]:
+        """Settle the updates a crashed run journaled but did not record (before planning).
+
+        For each written field: if the side written to holds the written value now (as read
+        in this run, else as cached) and the link's base is still what it was when the write
+        was sent, the write landed: the base moves on to it, as if the write had been
+        confirmed. Otherwise the base stays, and the planner writes again if it must. The
+        entries leave the journal once two saves hold the new bases. Returns the changed
+        links (a dry run only plans with them; nothing is stored)."""
+        pending = self.journal.pending_updates()
+        changed: dict[str, Link] = {}
+        for intent in pending:
+            link = changed.get(intent.link_key) or self.store.link(intent.link_key)
+            if link is None:
+                continue  # unlinked or deleted since: nothing to settle
+            target_id = intent.target_id
+            task = reads[intent.target].tasks.get(target_id) or self.store.cached_task(
+                intent.target, target_id
+            )
+            if task is None or task.deleted:
+                continue
+            held = (
+                intent.written
+                if intent.target is Side.SALESCONNECT
+                else project_to_sf(intent.written)
+            )
+            landed = {
+                name: intent.written.get(name)
+                for name in intent.fields
+                if task.fields.get(name) == held.get(name)
+                and link.base.get(name) == intent.before.get(name)
+            }
+            if not landed:
+                continue
+            notes = dict(intent.notes) if len(landed) == len(intent.fields) else link.notes
+            new = dataclasses.replace(link, base=link.base.replace(**landed), notes=notes)
+            if new != link:
+                changed[link.key] = new
+        if dry_run:
+            return changed
+        for link in changed.values():
+            self.store.put_link(link)
+        if changed:
+            self.store.audit(
+                "recover", f"settled {len(changed)} update(s) an interrupted run had sent"
+            )
+            self._rows.touch(
+                sc_ids=[link.sc_id for link in changed.values()],
+                sf_ids=[link.sf_id for link in changed.values()],
+            )
+        self._saver.finish_after_save(intent.key for intent in pending)
+        return changed
 
     def _touched_links(self, reads: dict[Side, SideRead]) -> list[Link]:
         """The links this run can act on: a side was read (changed, deleted, or re-read for a
@@ -1234,6 +1290,9 @@ class ReadOnlyJournal:
     """For a read-only engine (status while another process syncs): never written."""
 
     def pending(self) -> list[CreateIntent]:
+        return []
+
+    def pending_updates(self) -> list[UpdateIntent]:
         return []
 
     def close(self) -> None:

@@ -21,6 +21,10 @@ How the engine uses it, for one batch of creates on side T:
    An ambiguous failure (timeout, connection reset, 5xx after sending): leave the intent alone.
 4. After `store.save()`: `journal.trim()` drops the confirmed intents.
 
+Updates of linked tasks are journaled too (`IntentKind.UPDATE`, see `sync.journal_adapter`): not
+to avoid doubles (an update is idempotent) but so that, after a crash between the write and the
+state save, the next run knows the new value is the engine's own and moves the base on.
+
 The journal can also hold `IntentKind.DELETE` intents, but the engine does not journal deletes: a
 delete is idempotent (deleting a task that is already gone counts as done), and a crashed run did
 not advance its cursors, so the next run reads the same deletion evidence and plans it again.
@@ -73,6 +77,7 @@ class JournalError(StateFileError):
 class IntentKind(StrEnum):
     CREATE = "create"
     DELETE = "delete"
+    UPDATE = "update"  # field values written to a linked task (see sync.journal_adapter)
 
 
 def new_correlation_key() -> str:

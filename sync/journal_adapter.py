@@ -1,9 +1,11 @@
-"""The engine's view of the write-ahead journal: create intents with correlation keys.
+"""The engine's view of the write-ahead journal: create and update intents.
 
-An intent is on disk (fsynced) before its create is sent, and leaves the journal only after the
-link it produced is saved in the state file. After a crash, the next run finds the intents still
-pending and settles each one before planning (see `SyncEngine._recover`), so a create that
-reached the service is linked, never sent again under a new key.
+An intent is on disk (fsynced) before its write is sent, and leaves the journal only after the
+outcome is saved in the state file (twice: the file and its .bak). After a crash, the next run
+finds the intents still pending and settles each one before planning: a create that reached the
+service is linked, never sent again under a new key (`SyncEngine._recover`); an update whose
+values the service holds moves the link's base on, so the engine's own write is not taken for a
+user's edit (`SyncEngine._settle_updates`).
 """
 
 from __future__ import annotations
@@ -63,8 +65,53 @@ class CreateIntent:
         )
 
 
+@dataclass(frozen=True)
+class UpdateIntent:
+    """Field values being written to one side of a link (canonical values)."""
+
+    key: str
+    link_key: str  # "sc_id|sf_id"
+    target: Side  # the side being written
+    fields: tuple[str, ...]  # the fields written
+    before: Task  # the link's base when the write was sent
+    written: Task  # `before` with the written values: the base once the write is confirmed
+    notes: dict[str, str] = field(default_factory=dict)
+    run_id: str = ""
+
+    @property
+    def target_id(self) -> str:
+        sc_id, _, sf_id = self.link_key.partition("|")
+        return sc_id if self.target is Side.SALESCONNECT else sf_id
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "update",
+            "key": self.key,
+            "link_key": self.link_key,
+            "target": self.target.value,
+            "fields": list(self.fields),
+            "before": task_to_json(self.before),
+            "written": task_to_json(self.written),
+            "notes": dict(self.notes),
+            "run_id": self.run_id,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> UpdateIntent:
+        return cls(
+            key=doc["key"],
+            link_key=doc["link_key"],
+            target=Side(doc["target"]),
+            fields=tuple(doc["fields"]),
+            before=task_from_json(doc["before"]),  # type: ignore[arg-type]
+            written=task_from_json(doc["written"]),  # type: ignore[arg-type]
+            notes=dict(doc.get("notes") or {}),
+            run_id=doc.get("run_id", ""),
+        )
+
+
 class IntentJournal:
-    """Create intents kept in `sync.journal.Journal` (its own file, lock and fsync).
+    """Create and update intents kept in `sync.journal.Journal` (its own file, lock and fsync).
 
     Flow per batch: `begin` (on disk before sending), `confirm` (remote ids, on disk before the
     state save), then `finish` once the links are saved. An intent found confirmed at start-up
@@ -93,16 +140,22 @@ class IntentJournal:
             out.append(dataclasses.replace(intent, remote_id=entry.remote_id))
         return out
 
-    def begin(self, intents: Sequence[CreateIntent]) -> None:
-        """Record intents durably (returns after fsync)."""
+    def pending_updates(self) -> list[UpdateIntent]:
+        out = []
+        for entry in self._journal.pending():
+            if entry.kind is IntentKind.UPDATE:
+                out.append(UpdateIntent.from_json({**entry.payload, "key": entry.key}))
+        return out
+
+    def begin(self, intents: Sequence[CreateIntent | UpdateIntent]) -> None:
+        """Record intents durably, with one write (returns after fsync)."""
         specs = []
         for intent in intents:
             payload = intent.to_json()
             payload.pop("key")
+            kind = IntentKind.UPDATE if isinstance(intent, UpdateIntent) else IntentKind.CREATE
             specs.append(
-                IntentSpec(
-                    IntentKind.CREATE, intent.target, payload, key=intent.key, run_id=intent.run_id
-                )
+                IntentSpec(kind, intent.target, payload, key=intent.key, run_id=intent.run_id)
             )
         self._journal.record_intents(specs)
 

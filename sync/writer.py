@@ -14,8 +14,10 @@ little. Crash safety does not depend on a save per batch: every create is in the
 it is sent and its remote id is in the journal once confirmed, so recovery can link it again
 (`SyncEngine._recover`). A journal entry is dropped only once two saves hold its outcome: the
 state file and its `.bak` (the previous version), so a damaged state file restored from the
-`.bak` still links every create. A run that created tasks therefore saves when its writes are
-done and again at its end; a run without creates saves once.
+`.bak` still links every create. Updates are journaled the same way (what each one writes), so
+that a crash before the save does not leave the base behind the value the engine wrote. A run
+that created or updated tasks therefore saves when its writes are done and again at its end; a
+run without either saves once.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 from sync.connectors.http import ServiceError
 from sync.failpoints import failpoint
 from sync.journal import new_correlation_key
-from sync.journal_adapter import CreateIntent, IntentJournal
+from sync.journal_adapter import CreateIntent, IntentJournal, UpdateIntent
 from sync.mapping import project_to_sf
 from sync.model import FIELDS, Action, ActionKind, Link, Side, SideTask, Task, settle_base
 from sync.reader import SideRead
@@ -207,8 +209,8 @@ class PlanWriter:
             self.tally.stopped = stop.error
             self._announce()
         if self.saver.waiting:
-            # Creates were linked: save them now, so that the run's final save leaves them in
-            # the .bak as well before their journal entries go.
+            # Creates were linked or updates settled: save them now, so that the run's final
+            # save leaves them in the .bak as well before their journal entries go.
             self.saver.save()
         return self.tally
 
@@ -257,8 +259,34 @@ class PlanWriter:
             cached.version if cached is not None else "", link.sc_version if link else ""
         )
 
+    def _update_intents(self, side: Side, batch: list[Action]) -> list[UpdateIntent]:
+        """What each update writes, for the journal: if the run dies before the state save,
+        the next run sees the values are its own (`SyncEngine._settle_updates`)."""
+        intents = []
+        for action in batch:
+            link = self._link_of(action)
+            if link is None:
+                continue
+            written = {k: v for k, v in action.changes.items() if k in FIELDS}
+            intents.append(
+                UpdateIntent(
+                    key=new_correlation_key(),
+                    link_key=link.key,
+                    target=side,
+                    fields=tuple(written),
+                    before=link.base,
+                    written=link.base.replace(**written),
+                    notes=dict(action.notes),
+                    run_id=self.run_id,
+                )
+            )
+        return intents
+
     async def _updates(self, side: Side, batch: list[Action]) -> None:
         target_ids = [a.sc_id if side is Side.SALESCONNECT else a.sf_id for a in batch]
+        intents = self._update_intents(side, batch)
+        # Write-ahead, as for creates: the intents are on disk before anything is sent.
+        self.journal.begin(intents)
         try:
             failpoint("before_remote_update")
             if side is Side.SALESCONNECT:
@@ -270,6 +298,8 @@ class PlanWriter:
                 results = await self.sides[side].update([(a.sf_id, dict(a.changes)) for a in batch])
             failpoint("after_remote_update")
         except ServiceError as error:
+            # The call may have reached the service: the intents stay for the next run, which
+            # compares the values it reads with them.
             self._batch_failed(error, ((side, i or "", "update") for i in target_ids))
             return
         for action, result in zip(batch, results, strict=True):
@@ -278,6 +308,8 @@ class PlanWriter:
                 self._park(side, task_id or "", result.error, "update")
                 continue
             self._record_update(side, action, result)
+        # Each update is settled (base moved on) or refused: the entries go once that is saved.
+        self.saver.finish_after_save(i.key for i in intents)
 
     def _record_update(self, side: Side, action: Action, result: WriteResult) -> None:
         link = self._link_of(action)

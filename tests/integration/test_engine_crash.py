@@ -118,3 +118,51 @@ async def test_a_crash_after_creating_in_an_org_without_the_key_field_produces_n
     copies = [t for t in sf.tasks() if t["Subject"] == "Book the venue"]
     assert len(copies) == 1
     assert copies[0]["ActivityDate"] == "2026-12-09"
+
+
+def linked_sf_id(home: Path, sc_id: str) -> str:
+    state = json.loads((home / "state.json").read_text())
+    [sf_id] = [d["sf_id"] for d in state["links"].values() if d["sc_id"] == sc_id]
+    return sf_id
+
+
+@pytest.mark.parametrize("then", ["delete in salesforce", "edit the subject again"])
+async def test_a_crash_after_an_update_leaves_no_false_conflict(
+    sf, sc, home, secrets, keyring_file, then
+) -> None:
+    """The update reached Sales Connect but the run died before saving the new base: the next
+    run must know the new name is its own write, so a later change in Salesforce (a delete,
+    or another edit of the same field) is carried over, not parked as a conflict."""
+    await enabled_home(home, secrets, sf, sc)
+    sc_id = sc.create_task(name="Call Jane")
+    first = reminder_sync(home, keyring_file, "sync", "--json")
+    assert first.returncode == 0, first.stderr + first.stdout
+    sf_id = linked_sf_id(home, sc_id)
+    sf.update_task(sf_id, Subject="Call Jane at 10")
+
+    crashed = reminder_sync(home, keyring_file, "sync", failpoint="after_remote_update")
+
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    assert sc.get_task(sc_id)["name"] == "Call Jane at 10"  # written; the state not saved
+    if then == "delete in salesforce":
+        sf.delete_task(sf_id)
+    else:
+        sf.update_task(sf_id, Subject="Call Jane at 11")
+
+    resumed = reminder_sync(home, keyring_file, "sync", "--json")
+
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout  # not "conflicts wait"
+    summary = json.loads(resumed.stdout)
+    assert summary["conflicts"] == 0 and summary["errors"] == 0
+    if then == "delete in salesforce":
+        assert summary["deleted"] == {"salesconnect": 1}
+        assert sc.get_task(sc_id) is None
+    else:
+        assert summary["updated"] == {"salesconnect": 1}
+        assert sc.get_task(sc_id)["name"] == "Call Jane at 11"
+    waiting = reminder_sync(home, keyring_file, "conflicts", "--json")
+    assert json.loads(waiting.stdout) == []
+    idle = reminder_sync(home, keyring_file, "sync", "--json")
+    assert idle.returncode == 0 and json.loads(idle.stdout)["planned"] == []
+    journal = json.loads((home / "journal.json").read_text())
+    assert journal["intents"] == []  # settled and dropped
