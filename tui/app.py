@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -118,6 +119,8 @@ class ReminderSyncApp(App[str | None]):
         self.sync_queued = False
         self.progress: tuple[str, int, int] = ("", 0, 0)
         self.runs_seen = 0
+        self._declined_guard: str | None = None
+        self._asking_about_guard = False
         # One engine.status() per refresh, shared by every screen; None = read it again.
         self._status: Any | None = None
         # What the engine said changed since the screens last looked (see `_flush`).
@@ -225,8 +228,37 @@ class ReminderSyncApp(App[str | None]):
                 severity="warning",
             )
         if getattr(summary, "guard", None) is not None:
-            self.notify(sanitize(summary.guard.message), severity="warning", markup=False)
+            self.ask_about_held_deletes(sanitize(summary.message or summary.guard.message))
         self.changed(rows=True, status=True)
+
+    def ask_about_held_deletes(self, message: str) -> None:
+        """The mass-delete guard stopped a run: ask once whether the deletes are real.
+
+        A "no" is remembered for the same message, so the poll does not ask again every few
+        minutes; the rows keep showing the held deletes and `s` runs again without deleting.
+        """
+        if message == self._declined_guard or self._asking_about_guard:
+            self.notify(message, severity="warning", markup=False)
+            return
+        from tui.screens.dialogs import ConfirmDialog
+
+        def done(yes: bool | None) -> None:
+            self._asking_about_guard = False
+            if not yes:
+                self._declined_guard = message
+                self.notify("Nothing was deleted.", markup=False)
+                return
+            self._declined_guard = None
+            self.run_engine_call(
+                lambda: self.engine.run_once(allow_mass_delete=True, reason="deletes confirmed"),
+                description="Deleting the confirmed tasks",
+                then_sync=False,
+            )
+
+        self._asking_about_guard = True
+        question = Text(message)
+        question.append("\n\nAre these deletes real? Delete them on the other side too?")
+        self.push_screen(ConfirmDialog(question, confirm="Delete them"), done)
 
     def on_sync_failed(self, message: messages.SyncFailed) -> None:
         self.sync_running = False
