@@ -3,8 +3,24 @@
 A create is the one write that is not naturally idempotent: if the process dies after the service
 created the task but before the link was saved, the next run would see an unlinked task and create
 it again. So, as mbsync does, every create is written down with a random correlation key *before*
-it is sent, in its own small file (`journal.json`, atomic like the state file, with
-its own lock), and dropped only after its outcome is saved in the state store.
+it is sent, in its own small file (`journal.json`, with its own lock, mode 0600), and dropped
+only after its outcome is saved in the state store.
+
+On disk the journal is an append-only log, so a write costs what it changes, not the size of the
+journal (a rewrite per call made a large import quadratic):
+
+- line 1 is a snapshot, `{"version": 2, "intents": [...]}`, written atomically (temp file, fsync,
+  rename; the file it replaces becomes `journal.json.bak`);
+- every later line is one batch call: `{"record": [intent, ...]}`, `{"confirm": [[key, remote id,
+  confirmed at], ...]}` or `{"discard": [key, ...]}`, appended with one write and one fsync, so
+  the batch is on disk when the call returns. Opening replays the lines in order.
+- A crash can cut short only the last line (every line is appended and fsynced before the call
+  returns): an unterminated last line is a call that never returned, so it is ignored and dropped
+  at open. Any other damage is a JournalError naming the file; nothing is silently lost.
+- Compaction rewrites the file as a snapshot of what is still pending, atomically as above: when
+  the journal becomes empty (a tiny write), when dropped entries outweigh live ones (and pass
+  COMPACT_MIN_BYTES), at `trim()`, and at open after a cut-short line. A version 1 journal (one
+  JSON document, the snapshot format without the log) is read and rewritten as version 2.
 
 How the engine uses it, for one batch of creates on side T:
 
@@ -44,8 +60,13 @@ A damaged journal is an error like a damaged state file: intents are never silen
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import os
+import stat
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -57,17 +78,21 @@ from sync.model import Side, frozen_map
 from sync.storage import (
     ProcessLock,
     StateFileError,
+    StateWriteError,
     atomic_write,
     damaged_file_message,
     lock_path,
-    read_json_file,
     remove_stale_temp_files,
-    serialise,
+    serialise_text,
 )
 
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = 2  # 1 = one JSON document rewritten on every call; still read
 JOURNAL_LABEL = "journal"
 JOURNAL_CONSEQUENCE = "creates that were in flight when it was written may then be duplicated"
+MESSAGE = {"label": JOURNAL_LABEL, "consequence": JOURNAL_CONSEQUENCE}
+# Compact once the bytes of dropped entries pass this and outweigh the live ones: a compaction
+# costs the live size, paid for by at least as many bytes appended since the last one.
+COMPACT_MIN_BYTES = 256 * 1024
 
 
 class JournalError(StateFileError):
@@ -141,6 +166,113 @@ def _from_json(doc: Mapping[str, Any]) -> Intent:
     )
 
 
+def _damaged(path: Path, problem: str) -> JournalError:
+    return JournalError(damaged_file_message(path, problem, **MESSAGE))
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    """The journal's bytes; None if there is none. Refuses symlinks and non-regular files."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        problem = "is a symbolic link; reminder-sync only uses a plain file it wrote itself"
+        raise _damaged(path, problem)
+    if not stat.S_ISREG(info.st_mode):
+        raise _damaged(path, "is not a regular file")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
+        if stat.S_IMODE(os.fstat(handle.fileno()).st_mode) & 0o077:
+            os.fchmod(handle.fileno(), 0o600)  # tighten a copy restored by hand
+        return handle.read()
+
+
+def _parse_line(path: Path, line: bytes, number: int) -> Any:
+    try:
+        return json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _damaged(path, f"is damaged (line {number} is not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        problem = (
+            f"is damaged or cut short (invalid JSON on line {number} at column {exc.colno})"
+            if number > 1
+            else f"is damaged or cut short (invalid JSON at line {exc.lineno} column {exc.colno})"
+        )
+        raise _damaged(path, problem) from None
+
+
+@dataclass
+class _Loaded:
+    intents: dict[str, Intent]
+    size: int  # bytes of the file that hold complete lines
+    needs_compaction: bool  # an old-format file, or a cut-short last line to drop
+
+
+def _load_snapshot(path: Path, data: Any) -> dict[str, Intent]:
+    if not isinstance(data, dict) or not isinstance(data.get("intents"), list):
+        raise _damaged(path, "is not a reminder-sync journal")
+    version = data.get("version")
+    if not isinstance(version, int) or version > JOURNAL_VERSION:
+        raise JournalError(
+            f"The journal {path} was written by a newer reminder-sync (version {version!r}). "
+            "Nothing was changed. Upgrade reminder-sync to use it."
+        )
+    intents = {}
+    for doc in data["intents"]:
+        try:
+            intent = _from_json(doc)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _damaged(path, f"holds an unreadable intent ({exc})") from None
+        intents[intent.key] = intent
+    return intents
+
+
+def _replay(path: Path, intents: dict[str, Intent], event: Any, number: int) -> None:
+    """Apply one logged batch call to `intents`; JournalError if it does not fit."""
+    try:
+        if not isinstance(event, dict) or len(event) != 1:
+            raise ValueError("not a journal entry")
+        [(op, items)] = event.items()
+        if op == "record":
+            for doc in items:
+                intent = _from_json(doc)
+                if intent.key in intents:
+                    raise ValueError(f"intent {intent.key} recorded twice")
+                intents[intent.key] = intent
+        elif op == "confirm":
+            for key, remote_id, at in items:
+                if key not in intents:
+                    raise ValueError(f"confirms intent {key}, which is not in the journal")
+                intents[key] = replace(
+                    intents[key], remote_id=str(remote_id), confirmed_at=datetime.fromisoformat(at)
+                )
+        elif op == "discard":
+            for key in items:
+                intents.pop(key, None)
+        else:
+            raise ValueError(f"unknown entry {op!r}")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _damaged(path, f"is damaged (line {number} is unreadable: {exc})") from None
+
+
+def _load(path: Path) -> _Loaded:
+    raw = _read_bytes(path)
+    if raw is None:
+        return _Loaded({}, 0, False)
+    if not raw.strip():
+        raise _damaged(path, "is empty")
+    lines = raw.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline, as every complete write does
+    if not lines:  # one unterminated document: a version 1 journal (always written atomically)
+        return _Loaded(_load_snapshot(path, _parse_line(path, tail, 1)), len(raw), True)
+    intents = _load_snapshot(path, _parse_line(path, lines[0], 1))
+    for number, line in enumerate(lines[1:], start=2):
+        _replay(path, intents, _parse_line(path, line, number), number)
+    # An unterminated last line is a write cut short by a crash: its call never returned.
+    return _Loaded(intents, len(raw) - len(tail), bool(tail))
+
+
 class Journal:
     """The intents file. Every mutating call is on disk (fsync'd) when it returns."""
 
@@ -148,7 +280,13 @@ class Journal:
         self.path = path
         self._lock = lock
         self._intents = intents  # insertion order = recording order
-        self.write_count = 0
+        self._live_bytes = {key: len(serialise_text(_to_json(i))) for key, i in intents.items()}
+        self._live_total = sum(self._live_bytes.values())
+        self._size = 0  # bytes in the file
+        self._fd: int | None = None  # open for appending while the file exists
+        self.write_count = 0  # batch calls written (appended or compacted)
+        self.compaction_count = 0
+        self.bytes_written = 0
 
     @classmethod
     def open(cls, path: Path | str | None = None) -> Journal:
@@ -159,7 +297,15 @@ class Journal:
         lock.acquire()
         try:
             remove_stale_temp_files(path)
-            return cls(path, lock, cls._load(path))
+            loaded = _load(path)
+            journal = cls(path, lock, loaded.intents)
+            journal._size = loaded.size
+            if loaded.needs_compaction:
+                journal._compact()
+            elif loaded.size:
+                journal._open_for_append()
+                journal._maybe_compact()
+            return journal
         except StateFileError as exc:
             lock.release()
             if isinstance(exc, JournalError):
@@ -169,47 +315,80 @@ class Journal:
             lock.release()
             raise
 
-    @staticmethod
-    def _load(path: Path) -> dict[str, Intent]:
-        message = {"label": JOURNAL_LABEL, "consequence": JOURNAL_CONSEQUENCE}
-        data = read_json_file(path, **message)
-        if data is None:
-            return {}
-        if not isinstance(data, dict) or not isinstance(data.get("intents"), list):
-            raise JournalError(
-                damaged_file_message(path, "is not a reminder-sync journal", **message)
-            )
-        version = data.get("version")
-        if not isinstance(version, int) or version > JOURNAL_VERSION:
-            raise JournalError(
-                f"The journal {path} was written by a newer reminder-sync (version {version!r}). "
-                "Nothing was changed. Upgrade reminder-sync to use it."
-            )
-        intents = {}
-        for doc in data["intents"]:
-            try:
-                intent = _from_json(doc)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                problem = f"holds an unreadable intent ({exc})"
-                raise JournalError(damaged_file_message(path, problem, **message)) from None
-            intents[intent.key] = intent
-        return intents
+    # ------------------------------------------------------------ writing
 
-    def _write(self) -> None:
-        payload = serialise(
-            {"version": JOURNAL_VERSION, "intents": [_to_json(i) for i in self._intents.values()]}
-        )
-        atomic_write(self.path, payload)
+    def _open_for_append(self) -> None:
+        self._close_fd()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _compact(self, intents: dict[str, Intent] | None = None) -> None:
+        """Rewrite the file as one snapshot of `intents` (default: the current ones)."""
+        intents = self._intents if intents is None else intents
+        parts = {key: serialise_text(_to_json(i)) for key, i in intents.items()}
+        text = f'{{"version":{JOURNAL_VERSION},"intents":[' + ",".join(parts.values()) + "]}\n"
+        payload = text.encode("ascii")
+        atomic_write(self.path, payload)  # the previous file becomes the .bak
+        self._size = len(payload)
+        self._live_bytes = {key: len(part) for key, part in parts.items()}
+        self._live_total = sum(self._live_bytes.values())
+        self.bytes_written += len(payload)
+        self.compaction_count += 1
+        self._open_for_append()
+
+    def _append(self, line: str) -> None:
+        """Append one complete line and fsync it; on failure the file is as it was."""
+        payload = (line + "\n").encode("ascii")
+        assert self._fd is not None
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            getattr(os, "fdatasync", os.fsync)(self._fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # never leave half a line for the next append
+                os.ftruncate(self._fd, self._size)
+            reason = exc.strerror or str(exc)
+            hint = " Free some disk space and try again." if exc.errno == errno.ENOSPC else ""
+            raise StateWriteError(
+                f"Could not save {self.path}: {reason}. The previous version is intact.{hint}"
+            ) from None
+        self._size += len(payload)
+        self.bytes_written += len(payload)
+
+    def _write_event(
+        self, op: str, parts: list[str], after: Callable[[], dict[str, Intent]]
+    ) -> None:
+        """Write one batch call (`after()` = the intents it leaves, if there is no file yet)."""
+        if self._fd is None:
+            self._compact(after())
+        else:
+            self._append(f'{{"{op}":[' + ",".join(parts) + "]}")
         self.write_count += 1
 
-    def _commit(self, intents: dict[str, Intent]) -> None:
-        """Swap in the new intents only once they are on disk."""
-        previous, self._intents = self._intents, intents
-        try:
-            self._write()
-        except BaseException:
-            self._intents = previous
-            raise
+    def _maybe_compact(self) -> None:
+        """Compact when empty (cheap) or when dropped entries outweigh the live ones."""
+        if self._fd is None:
+            return
+        garbage = self._size - self._live_total
+        if (not self._intents and self._size > 64) or (
+            garbage >= COMPACT_MIN_BYTES and garbage >= self._live_total
+        ):
+            # Optional: the call's own write is already on disk, and a failed compaction
+            # leaves the file as it was (the next call tries again).
+            with contextlib.suppress(StateWriteError):
+                self._compact()
+
+    def _set_live(self, key: str, size: int | None) -> None:
+        self._live_total -= self._live_bytes.pop(key, 0)
+        if size is not None:
+            self._live_bytes[key] = size
+            self._live_total += size
 
     # ------------------------------------------------------------ recording
 
@@ -218,12 +397,14 @@ class Journal:
     ) -> list[Intent]:
         """Record several intents with one write; they are on disk when this returns."""
         at = now or datetime.now(UTC)
-        recorded = []
-        intents = dict(self._intents)
+        recorded: list[Intent] = []
+        parts: list[str] = []
+        seen: set[str] = set()
         for spec in specs:
             key = spec.key or new_correlation_key()
-            if key in intents:
+            if key in self._intents or key in seen:
                 raise ValueError(f"correlation key {key} is already in the journal")
+            seen.add(key)
             intent = Intent(
                 key,
                 IntentKind(spec.kind),
@@ -232,11 +413,18 @@ class Journal:
                 at,
                 spec.run_id,
             )
-            serialise(_to_json(intent))  # refuses a secret or an unsavable value up front
-            intents[key] = intent
+            # refuses a secret or an unsavable value before anything is written
+            parts.append(serialise_text(_to_json(intent)))
             recorded.append(intent)
-        if recorded:
-            self._commit(intents)
+        if not recorded:
+            return recorded
+        self._write_event(
+            "record", parts, lambda: {**self._intents, **{i.key: i for i in recorded}}
+        )
+        for intent, part in zip(recorded, parts, strict=True):
+            self._intents[intent.key] = intent
+            if self._fd is not None and intent.key not in self._live_bytes:
+                self._set_live(intent.key, len(part))
         return recorded
 
     def record_intent(
@@ -257,13 +445,23 @@ class Journal:
     ) -> None:
         """Record the remote ids of sent intents: (correlation key, remote id) pairs."""
         at = now or datetime.now(UTC)
-        intents = dict(self._intents)
+        changed: dict[str, Intent] = {}
+        grown: dict[str, int] = {}
+        parts: list[str] = []
         for key, remote_id in results:
-            intent = intents.get(key)
+            intent = changed.get(key) or self._intents.get(key)
             if intent is None:
                 raise KeyError(f"no intent {key} in the journal")
-            intents[key] = replace(intent, remote_id=remote_id, confirmed_at=at)
-        self._commit(intents)
+            changed[key] = replace(intent, remote_id=remote_id, confirmed_at=at)
+            parts.append(serialise_text([key, remote_id, at.isoformat()]))
+            grown[key] = grown.get(key, 0) + len(parts[-1])
+        if not parts:
+            return
+        self._write_event("confirm", parts, lambda: {**self._intents, **changed})
+        for key, intent in changed.items():
+            self._intents[key] = intent
+            self._set_live(key, self._live_bytes.get(key, 0) + grown[key])
+        self._maybe_compact()
 
     def confirm(self, key: str, remote_id: str) -> Intent:
         self.confirm_many([(key, remote_id)])
@@ -271,20 +469,28 @@ class Journal:
 
     def discard_many(self, keys: Iterable[str]) -> None:
         """Drop intents that definitely did not happen (or whose recovery is settled)."""
-        intents = dict(self._intents)
-        removed = [intents.pop(key, None) for key in keys]
-        if any(intent is not None for intent in removed):
-            self._commit(intents)
+        gone = list(dict.fromkeys(key for key in keys if key in self._intents))
+        if not gone:
+            return
+        self._write_event("discard", [serialise_text(key) for key in gone], dict)
+        for key in gone:
+            del self._intents[key]
+            self._set_live(key, None)
+        self._maybe_compact()
 
     def discard(self, key: str) -> None:
         self.discard_many([key])
 
     def trim(self) -> int:
-        """Drop confirmed intents; call once their outcome is saved in the store. Returns count."""
-        intents = {key: i for key, i in self._intents.items() if not i.confirmed}
-        dropped = len(self._intents) - len(intents)
+        """Drop confirmed intents; call once their outcome is saved in the store. Returns count.
+
+        Compacts the file: what is left is the few intents whose outcome is still unknown."""
+        remaining = {key: i for key, i in self._intents.items() if not i.confirmed}
+        dropped = len(self._intents) - len(remaining)
         if dropped:
-            self._commit(intents)
+            self._compact(remaining)
+            self._intents = remaining
+            self.write_count += 1
         return dropped
 
     # ------------------------------------------------------------ reading
@@ -300,6 +506,7 @@ class Journal:
         return len(self._intents)
 
     def close(self) -> None:
+        self._close_fd()
         self._lock.release()
 
     def __enter__(self) -> Journal:

@@ -43,7 +43,21 @@ def journal(journal_path: Path):
 
 
 def on_disk(path: Path) -> list[dict]:
-    return json.loads(path.read_text())["intents"]
+    """The intents the file holds, read independently: line 1 is the snapshot, then one line
+    per batch call (record / confirm / discard)."""
+    first, *events = path.read_text().splitlines()
+    intents = {doc["key"]: doc for doc in json.loads(first)["intents"]}
+    for line in events:
+        [(op, items)] = json.loads(line).items()
+        for item in items:
+            if op == "record":
+                intents[item["key"]] = item
+            elif op == "confirm":
+                key, remote_id, at = item
+                intents[key] = {**intents[key], "remote_id": remote_id, "confirmed_at": at}
+            else:
+                del intents[item]
+    return list(intents.values())
 
 
 def test_an_intent_is_on_disk_before_record_returns(journal: Journal) -> None:
@@ -209,18 +223,140 @@ def test_a_damaged_journal_is_an_error_that_drops_nothing(journal_path: Path) ->
     with Journal.open(journal_path) as journal:
         journal.record_intent(IntentKind.CREATE, Side.SALESFORCE, None, PAYLOAD)
         journal.record_intent(IntentKind.CREATE, Side.SALESFORCE, None, PAYLOAD)
-    good = journal_path.read_bytes()
-    journal_path.write_bytes(good[: len(good) // 2])
+        journal.confirm(journal.pending()[0].key, "00T000000000001")
+        assert journal.trim() == 1  # compacts: the file before it is the .bak
+        journal.record_intent(IntentKind.CREATE, Side.SALESFORCE, None, PAYLOAD)
+        journal.record_intent(IntentKind.CREATE, Side.SALESFORCE, None, PAYLOAD)
+    snapshot, first, second = journal_path.read_bytes().splitlines(keepends=True)
+    damaged = snapshot + first[: len(first) // 2] + b"\n" + second  # a middle line cut short
+    journal_path.write_bytes(damaged)
     with pytest.raises(JournalError) as caught:
         Journal.open(journal_path)
     message = str(caught.value)
     assert f"The journal {journal_path} is damaged or cut short" in message
+    assert "line 2" in message
     assert f"cp '{journal_path}.bak' '{journal_path}'" in message
     assert "duplicated" in message
-    assert journal_path.read_bytes() == good[: len(good) // 2]
+    assert journal_path.read_bytes() == damaged
     journal_path.with_name("journal.json.bak").replace(journal_path)
     with Journal.open(journal_path) as journal:  # the lock was released; the backup loads
-        assert len(journal.pending()) == 1
+        assert len(journal.pending()) == 2
+        assert [i.confirmed for i in journal.pending()] == [True, False]
+
+
+def test_a_torn_last_line_is_ignored_and_the_intents_before_it_kept(journal_path: Path) -> None:
+    with Journal.open(journal_path) as journal:
+        kept = journal.record_intents(
+            [IntentSpec(IntentKind.CREATE, Side.SALESFORCE, PAYLOAD) for _ in range(3)]
+        )
+        journal.confirm(kept[0].key, "00T000000000001")
+        journal.record_intents(
+            [IntentSpec(IntentKind.CREATE, Side.SALESFORCE, PAYLOAD) for _ in range(5)]
+        )
+    whole = journal_path.read_bytes()
+    last = whole.rstrip(b"\n").rsplit(b"\n", 1)[1]
+    journal_path.write_bytes(whole[: len(whole) - len(last) // 2 - 1])  # the crash cut it short
+    with Journal.open(journal_path) as journal:
+        # the batch that was cut short never returned, so none of it was sent: all of it goes
+        assert [(i.key, i.remote_id) for i in journal.pending()] == [
+            (kept[0].key, "00T000000000001"),
+            (kept[1].key, None),
+            (kept[2].key, None),
+        ]
+        later = journal.record_intent(IntentKind.CREATE, Side.SALESFORCE, None, PAYLOAD)
+    with Journal.open(journal_path) as journal:  # the torn bytes were dropped, appends fit
+        assert [i.key for i in journal.pending()] == [*(i.key for i in kept), later.key]
+    assert len(on_disk(journal_path)) == 4
+
+
+def test_a_version_1_journal_is_read_and_rewritten(journal_path: Path) -> None:
+    journal_path.parent.mkdir(mode=0o700)
+    old = {
+        "version": 1,
+        "intents": [
+            {
+                "key": "k1",
+                "kind": "create",
+                "side": "salesforce",
+                "payload": PAYLOAD,
+                "created_at": WHEN.isoformat(),
+                "run_id": "r1",
+                "remote_id": "00T000000000009",
+                "confirmed_at": WHEN.isoformat(),
+            },
+            {
+                "key": "k2",
+                "kind": "update",
+                "side": "salesconnect",
+                "payload": {"link_key": "sc1|00T1"},
+                "created_at": WHEN.isoformat(),
+            },
+        ],
+    }
+    journal_path.write_text(json.dumps(old, separators=(",", ":")))  # one line, no newline
+    journal_path.chmod(0o600)
+    with Journal.open(journal_path) as journal:
+        assert [(i.key, i.kind, i.remote_id) for i in journal.pending()] == [
+            ("k1", IntentKind.CREATE, "00T000000000009"),
+            ("k2", IntentKind.UPDATE, None),
+        ]
+        journal.discard("k2")
+    assert json.loads(journal_path.with_name("journal.json.bak").read_text()) == old
+    assert [d["key"] for d in on_disk(journal_path)] == ["k1"]
+    assert json.loads(journal_path.read_text().splitlines()[0])["version"] == 2
+    assert stat.S_IMODE(journal_path.stat().st_mode) == 0o600
+
+
+def test_each_call_writes_what_it_changes_not_the_whole_journal(journal: Journal) -> None:
+    sizes = []
+    for i in range(1000):
+        before = journal.bytes_written
+        [intent] = journal.record_intents(
+            [IntentSpec(IntentKind.CREATE, Side.SALESCONNECT, {**PAYLOAD, "source_id": f"s{i}"})]
+        )
+        journal.confirm_many([(intent.key, f"sc{i}")])
+        sizes.append(journal.bytes_written - before)
+    assert len(journal) == 1000 and journal.compaction_count == 1  # only the file's creation
+    # The first call creates the file; every later one appends the same few hundred bytes,
+    # whether 1 or 999 intents wait (a rewrite would pass 300 kB by the end).
+    assert max(sizes[1:]) < 600
+    assert max(sizes[1:]) - min(sizes[1:]) < 20
+    assert journal.path.stat().st_size == sum(sizes)
+    assert len(on_disk(journal.path)) == 1000
+
+
+def test_compaction_keeps_exactly_the_pending_intents(journal_path: Path) -> None:
+    expected = {}
+    with Journal.open(journal_path) as journal:
+        for batch in range(40):
+            intents = journal.record_intents(
+                [
+                    IntentSpec(IntentKind.CREATE, Side.SALESFORCE, {"n": batch, "pad": "x" * 400})
+                    for _ in range(50)
+                ]
+            )
+            journal.confirm_many([(i.key, f"id{batch}") for i in intents[:30]])
+            journal.discard_many([i.key for i in intents[:25]])  # settled
+            for intent in intents[25:]:
+                expected[intent.key] = f"id{batch}" if intent in intents[:30] else None
+        assert journal.compaction_count > 1  # dropped entries outweighed the live ones
+        assert journal_path.stat().st_size < 2 * 1024 * 1024
+        assert {i.key: i.remote_id for i in journal.pending()} == expected
+    assert {d["key"]: d["remote_id"] for d in on_disk(journal_path)} == expected
+    with Journal.open(journal_path) as journal:
+        assert {i.key: i.remote_id for i in journal.pending()} == expected
+        assert journal.trim() == len([v for v in expected.values() if v])
+        kept = {k for k, v in expected.items() if v is None}
+    lines = journal_path.read_text().splitlines()
+    assert len(lines) == 1  # trim compacts to one snapshot of what is still open
+    assert {d["key"] for d in json.loads(lines[0])["intents"]} == kept
+
+
+def test_the_journal_is_one_json_document_again_once_empty(journal: Journal) -> None:
+    [intent] = journal.record_intents([IntentSpec(IntentKind.CREATE, Side.SALESFORCE, PAYLOAD)])
+    journal.confirm(intent.key, "00T1")
+    journal.discard(intent.key)
+    assert json.loads(journal.path.read_text()) == {"version": 2, "intents": []}
 
 
 @pytest.mark.parametrize(
