@@ -220,7 +220,13 @@ class SyncMachine(RuleBasedStateMachine):
         self.sc.faults.clear()
 
     def _arm_watch(self) -> None:
-        """Before a run: note every linked task edited since its base whose partner is gone."""
+        """Before a run: note every linked task edited since its base whose partner is gone.
+
+        Made anew before every run: a task restored by an earlier run (its partner back, the base
+        moved to its values) is no longer at risk, and an "edit" that set a field to the value it
+        already had is no edit.
+        """
+        self.watch = {}
         sc, sf = self._both()
         for link in self.engine.store.links().values():
             if (link.sc_id in sc) == (link.sf_id in sf):
