@@ -26,6 +26,8 @@ HTTP surface (see the sf_* modules for details):
   real time), ``POST faults`` (JSON in sf_faults; ``{}`` clears), ``POST reset`` (empties
   tasks, tokens, cursors, usage, faults, clock), ``GET state``.
 
+Every response's ``Date`` header is the emulator's (shiftable) clock, as a real org's is its own.
+
 Third-party clients: simple-salesforce works unmodified with
 ``Salesforce(instance_url=base_url, session_id=token, version="62.0", session=s)`` when the
 emulator is served over TLS (simple-salesforce always builds https:// URLs): see
@@ -55,6 +57,7 @@ from emulators.sf_config import (
 )
 from emulators.sf_errors import DmlError
 from emulators.sf_faults import FaultMiddleware, FaultPlan, FaultSwitch, install_log_filter
+from emulators.sf_http import DateHeaderMiddleware
 from emulators.sf_ids import make_id, normalize_id
 from emulators.sf_limits import ApiCounter
 from emulators.sf_oauth import OAuthServer
@@ -430,7 +433,12 @@ def create_app(
         Route("/services/data/v{version}/{rest:path}", data.handle, methods=ALL_METHODS),
         *_control_routes(emulator),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(FaultMiddleware, switch=emulator.faults)])
+    middleware = [
+        # Outermost, so fault responses and errors carry the emulator's time too.
+        Middleware(DateHeaderMiddleware, clock=emulator.now),
+        Middleware(FaultMiddleware, switch=emulator.faults),
+    ]
+    app = Starlette(routes=routes, middleware=middleware)
     app.router.redirect_slashes = False
     app.state.emulator = emulator
     return app

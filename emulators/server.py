@@ -192,6 +192,9 @@ def serve_in_thread(
         timeout_graceful_shutdown=1,
         # Keep-alive long enough for clients that reuse connections between test steps.
         timeout_keep_alive=30,
+        # The apps say their own time (the Salesforce emulator's `Date` follows its shiftable
+        # clock); uvicorn's would be this machine's real clock, and a second Date header.
+        date_header=False,
         ssl_certfile=tls.certfile if tls else None,
         ssl_keyfile=tls.keyfile if tls else None,
     )

@@ -1,8 +1,11 @@
-"""Small pieces shared by the REST handlers: the call context and JSON body parsing."""
+"""Small pieces shared by the REST handlers: the call context, JSON body parsing and the
+`Date` header."""
 
 from __future__ import annotations
 
+import email.utils
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -61,3 +64,32 @@ def lock_error_message(ids: list[str]) -> str:
     return f"unable to obtain exclusive access to this record or {len(ids)} records: " + ",".join(
         ids
     )
+
+
+class DateHeaderMiddleware:
+    """Pure ASGI middleware: every response says the emulator's time in its `Date` header.
+
+    Salesforce's `Date` is the org's clock; clients use it as the time a query ran. The
+    emulator's clock can be shifted (tests, the demo), so the header must come from that clock,
+    not from the server's real one (uvicorn runs with ``date_header=False``). Whole seconds,
+    rounded down, RFC 7231 format in GMT, as a real server sends it.
+    """
+
+    def __init__(self, app: Any, clock: Callable[[], datetime]):
+        self.app = app
+        self.clock = clock
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_date(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                stamp = email.utils.format_datetime(self.clock(), usegmt=True)
+                headers.append((b"date", stamp.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_date)

@@ -118,6 +118,10 @@ async def read_salesforce(
     changed = await side.changed(since)
     read.add(changed)
     read.raise_watermark(t.version for t in changed)
+    # The client may know more: the org's time when the query ran, minus its overlap (see
+    # `changes_watermark`); without it, after a bulk import every run re-reads the import.
+    if queried := getattr(side.client, "changes_watermark", None):
+        read.raise_watermark([queried])
 
     direct = set(extra_ids)
     linked = set(linked_ids)

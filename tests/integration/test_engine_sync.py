@@ -6,7 +6,10 @@ runs the engine, and checks what each service holds afterwards.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from sync.dashboard import RowState
 from sync.events import Outcome
@@ -344,3 +347,36 @@ async def test_the_daily_api_limit_ends_a_run_cleanly_and_the_next_run_resumes(
     assert summary.outcome is Outcome.DONE, summary.message
     subjects = [t["Subject"] for t in sf.tasks()]
     assert sorted(s for s in subjects if s.startswith("New lead")) == names  # once each
+
+
+@pytest.mark.parametrize("sf_config", [{"page_size": 5}])
+@pytest.mark.parametrize("offset_hours", [-3, 3])
+async def test_after_an_import_the_next_run_reads_only_new_sf_changes_on_a_shifted_clock(
+    sf, sc, clock, engine, offset_hours: int
+) -> None:
+    # Both services and the engine run hours away from real time, as in the demo; a watermark
+    # taken from real time instead of the org's would skip (or re-read) changes.
+    clock.set(timedelta(hours=offset_hours))
+    imported = 20  # four query pages of 5
+    with clock.at(minutes=-30):
+        ids = [sf.create_task(Subject=f"Imported {n}") for n in range(imported)]
+    await first_sync(engine)
+    assert len(sc.tasks()) == imported
+
+    emulator = sf.app.state.emulator
+    sf.update_task(ids[0], Subject="Edited after the import")
+    before, _ = emulator.api_usage()
+    summary = await engine.run_once()
+    calls = emulator.api_usage()[0] - before
+    assert summary.updated == {"salesconnect": 1}
+    assert sc.get_task(sc_partner(engine, ids[0]))["name"] == "Edited after the import"
+    # One query page (the edit) and the deleted-records window; re-reading the import from
+    # its newest stamp would take at least four pages.
+    assert calls <= 3, f"{calls} Salesforce calls: the run re-read the import"
+
+    # The org's clock moves on; an edit made later, on that clock, is read (nothing skipped).
+    clock.shift(minutes=10)
+    sf.update_task(ids[1], Subject="Edited ten minutes later")
+    summary = await engine.run_once()
+    assert summary.updated == {"salesconnect": 1}
+    assert sc.get_task(sc_partner(engine, ids[1]))["name"] == "Edited ten minutes later"
