@@ -645,50 +645,52 @@ class SyncEngine:
         return {Side.SALESCONNECT: sc_read, Side.SALESFORCE: sf_read}
 
     def _settle_updates(self, reads: dict[Side, SideRead], dry_run: bool) -> dict[str, Link]:
-        """Settle the updates a crashed run journaled but did not record (before planning).
+        """Settle the updates crashed runs journaled but did not record (before planning).
 
-        For each written field: if the side written to holds the written value now (as read
-        in this run, else as cached) and the link's base is still what it was when the write
-        was sent, the write landed: the base moves on to it, as if the write had been
-        confirmed. Otherwise the base stays, and the planner writes again if it must. The
-        entries leave the journal once two saves hold the new bases. Returns the changed
-        links (a dry run only plans with them; nothing is stored)."""
+        Per link and field, the journaled writes form a chain (oldest first; several runs may
+        have died in a row). If the link's base is still a value of that chain (so no later
+        run settled the field otherwise) and the side a write went to holds its value now (as
+        read in this run, else as cached), that write landed: the base moves on to it, the
+        newest such write winning, as if it had been confirmed. Otherwise the base stays and
+        the planner writes again if it must. The entries leave the journal once two saves hold
+        the new bases. Returns the changed links (a dry run plans with them, stores nothing)."""
         pending = self.journal.pending_updates()
-        changed: dict[str, Link] = {}
+        chains: dict[tuple[str, str], list[UpdateIntent]] = {}
         for intent in pending:
-            link = changed.get(intent.link_key) or self.store.link(intent.link_key)
+            for name in intent.fields:
+                chains.setdefault((intent.link_key, name), []).append(intent)
+        changed: dict[str, Link] = {}
+        for (link_key, name), chain in chains.items():
+            link = changed.get(link_key) or self.store.link(link_key)
             if link is None:
                 continue  # unlinked or deleted since: nothing to settle
-            target_id = intent.target_id
-            task = reads[intent.target].tasks.get(target_id) or self.store.cached_task(
-                intent.target, target_id
-            )
-            if task is None or task.deleted:
-                continue
-            held = (
-                intent.written
-                if intent.target is Side.SALESCONNECT
-                else project_to_sf(intent.written)
-            )
-            landed = {
-                name: intent.written.get(name)
-                for name in intent.fields
-                if task.fields.get(name) == held.get(name)
-                and link.base.get(name) == intent.before.get(name)
-            }
-            if not landed:
-                continue
-            notes = dict(intent.notes) if len(landed) == len(intent.fields) else link.notes
-            new = dataclasses.replace(link, base=link.base.replace(**landed), notes=notes)
-            if new != link:
-                changed[link.key] = new
+            known = {i.before.get(name) for i in chain} | {i.written.get(name) for i in chain}
+            if link.base.get(name) not in known:
+                continue  # the base moved on since these writes: they are history
+            for intent in reversed(chain):
+                task = reads[intent.target].tasks.get(intent.target_id) or self.store.cached_task(
+                    intent.target, intent.target_id
+                )
+                if task is None or task.deleted:
+                    continue
+                written = intent.written.get(name)
+                if intent.target is Side.SALESFORCE:
+                    held = project_to_sf(intent.written).get(name)
+                else:
+                    held = written
+                if task.fields.get(name) != held:
+                    continue
+                if link.base.get(name) != written:
+                    link = dataclasses.replace(link, base=link.base.replace(**{name: written}))
+                    changed[link_key] = link
+                break
         if dry_run:
             return changed
         for link in changed.values():
             self.store.put_link(link)
         if changed:
             self.store.audit(
-                "recover", f"settled {len(changed)} update(s) an interrupted run had sent"
+                "recover", f"settled the updates of {len(changed)} task(s) an interrupted run sent"
             )
             self._rows.touch(
                 sc_ids=[link.sc_id for link in changed.values()],

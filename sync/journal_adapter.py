@@ -75,7 +75,6 @@ class UpdateIntent:
     fields: tuple[str, ...]  # the fields written
     before: Task  # the link's base when the write was sent
     written: Task  # `before` with the written values: the base once the write is confirmed
-    notes: dict[str, str] = field(default_factory=dict)
     run_id: str = ""
 
     @property
@@ -92,7 +91,6 @@ class UpdateIntent:
             "fields": list(self.fields),
             "before": task_to_json(self.before),
             "written": task_to_json(self.written),
-            "notes": dict(self.notes),
             "run_id": self.run_id,
         }
 
@@ -105,7 +103,6 @@ class UpdateIntent:
             fields=tuple(doc["fields"]),
             before=task_from_json(doc["before"]),  # type: ignore[arg-type]
             written=task_from_json(doc["written"]),  # type: ignore[arg-type]
-            notes=dict(doc.get("notes") or {}),
             run_id=doc.get("run_id", ""),
         )
 

@@ -276,7 +276,6 @@ class PlanWriter:
                     fields=tuple(written),
                     before=link.base,
                     written=link.base.replace(**written),
-                    notes=dict(action.notes),
                     run_id=self.run_id,
                 )
             )

@@ -166,3 +166,29 @@ async def test_a_crash_after_an_update_leaves_no_false_conflict(
     assert idle.returncode == 0 and json.loads(idle.stdout)["planned"] == []
     journal = json.loads((home / "journal.json").read_text())
     assert journal["intents"] == []  # settled and dropped
+
+
+async def test_two_crashes_in_a_row_after_updates_leave_no_false_conflict(
+    sf, sc, home, secrets, keyring_file
+) -> None:
+    """Two runs die after updating the same task: the second run's write started from a base
+    only the first crash's journal knew. The next run still settles both, so a delete in
+    Salesforce afterwards is carried over instead of asking the user."""
+    await enabled_home(home, secrets, sf, sc)
+    sc_id = sc.create_task(name="Call Jane")
+    first = reminder_sync(home, keyring_file, "sync", "--json")
+    assert first.returncode == 0, first.stderr + first.stdout
+    sf_id = linked_sf_id(home, sc_id)
+    for subject in ("Call Jane at 10", "Call Jane at 11"):
+        sf.update_task(sf_id, Subject=subject)
+        crashed = reminder_sync(home, keyring_file, "sync", failpoint="after_remote_update")
+        assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+        assert sc.get_task(sc_id)["name"] == subject
+    sf.delete_task(sf_id)
+
+    resumed = reminder_sync(home, keyring_file, "sync", "--json")
+
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    assert json.loads(resumed.stdout)["deleted"] == {"salesconnect": 1}
+    assert sc.get_task(sc_id) is None
+    assert json.loads(reminder_sync(home, keyring_file, "conflicts", "--json").stdout) == []
