@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from tui.app import ReminderSyncApp
 from tui.demo import Demo, demo_backend
+from tui.screens.dashboard import DashboardScreen
 
 SIZE = (120, 40)
 
@@ -38,3 +40,25 @@ async def wait_until(
         if loop.time() > deadline:
             raise AssertionError(f"gave up waiting for: {what or condition}")
         await pilot.pause(0.05)
+
+
+# The dashboard as the key tests see it (the demo engine, no background worker).
+
+
+def make_app(demo: Any) -> ReminderSyncApp:
+    return ReminderSyncApp(demo.engine, run_engine=False)
+
+
+def dashboard(app: ReminderSyncApp) -> DashboardScreen:
+    screen = app.screen_stack[0]
+    assert isinstance(screen, DashboardScreen)
+    return screen
+
+
+def rows_by_state(app: ReminderSyncApp, state: str) -> list[Any]:
+    dash = dashboard(app)
+    return [
+        dash._rows_by_key[key]
+        for key in dash.table.keys
+        if str(dash._rows_by_key[key].state) == state
+    ]

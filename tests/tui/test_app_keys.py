@@ -4,31 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.tui.conftest import SIZE, wait_until
-from tui.app import ReminderSyncApp
+from tests.tui.conftest import SIZE, make_app, wait_until
 from tui.screens.activity import ActivityScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
 from tui.screens.settings import SettingsScreen
-
-
-def make_app(demo: Any) -> ReminderSyncApp:
-    return ReminderSyncApp(demo.engine, run_engine=False)
-
-
-def dashboard(app: ReminderSyncApp) -> DashboardScreen:
-    screen = app.screen_stack[0]
-    assert isinstance(screen, DashboardScreen)
-    return screen
-
-
-def rows_by_state(app: ReminderSyncApp, state: str) -> list[Any]:
-    dash = dashboard(app)
-    return [
-        dash._rows_by_key[key]
-        for key in dash.table.keys
-        if str(dash._rows_by_key[key].state) == state
-    ]
 
 
 async def test_comma_l_and_question_mark_open_their_screens(demo: Any) -> None:

@@ -7,29 +7,9 @@ from typing import Any
 from textual.widgets import Input
 
 from sync.model import Side
-from tests.tui.conftest import SIZE, wait_until
-from tui.app import ReminderSyncApp
+from tests.tui.conftest import SIZE, dashboard, make_app, rows_by_state, wait_until
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.dialogs import ConfirmDialog, EditTaskDialog
-
-
-def make_app(demo: Any) -> ReminderSyncApp:
-    return ReminderSyncApp(demo.engine, run_engine=False)
-
-
-def dashboard(app: ReminderSyncApp) -> DashboardScreen:
-    screen = app.screen_stack[0]
-    assert isinstance(screen, DashboardScreen)
-    return screen
-
-
-def rows_by_state(app: ReminderSyncApp, state: str) -> list[Any]:
-    dash = dashboard(app)
-    return [
-        dash._rows_by_key[key]
-        for key in dash.table.keys
-        if str(dash._rows_by_key[key].state) == state
-    ]
 
 
 async def test_e_edits_the_salesforce_side_in_salesforce(demo: Any) -> None:

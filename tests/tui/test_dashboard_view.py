@@ -6,30 +6,10 @@ from typing import Any
 
 from textual.widgets import Input
 
-from tests.tui.conftest import SIZE
-from tui.app import ReminderSyncApp
+from tests.tui.conftest import SIZE, dashboard, make_app, rows_by_state
 from tui.screens.conflict import ConflictScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.task import TaskScreen
-
-
-def make_app(demo: Any) -> ReminderSyncApp:
-    return ReminderSyncApp(demo.engine, run_engine=False)
-
-
-def dashboard(app: ReminderSyncApp) -> DashboardScreen:
-    screen = app.screen_stack[0]
-    assert isinstance(screen, DashboardScreen)
-    return screen
-
-
-def rows_by_state(app: ReminderSyncApp, state: str) -> list[Any]:
-    dash = dashboard(app)
-    return [
-        dash._rows_by_key[key]
-        for key in dash.table.keys
-        if str(dash._rows_by_key[key].state) == state
-    ]
 
 
 async def test_the_dashboard_shows_both_sides_with_markers_and_status(demo: Any) -> None:
