@@ -47,8 +47,8 @@ BATCH_SIZE = 200
 STOP_CATEGORIES = frozenset({"limit", "auth"})  # no point in sending the rest of the run
 # A long run saves at least this often, so a crash loses little work (seconds).
 CHECKPOINT_SECONDS = 10.0
-# ...and once this many journaled creates wait for the save that records their links: each
-# journal write rewrites every waiting entry, so the journal must stay small.
+# ...and once this many journaled creates wait for the save that records their links, so that
+# recovery after a crash has a bounded number of intents to settle.
 CHECKPOINT_INTENTS = 2000
 
 
