@@ -696,7 +696,10 @@ class SyncEngine:
                 sc_ids=[link.sc_id for link in changed.values()],
                 sf_ids=[link.sf_id for link in changed.values()],
             )
-        self._saver.finish_after_save(intent.key for intent in pending)
+        self._saver.finish_after_save(
+            i.key for i in pending if i.link_key in changed or not i.saved
+        )
+        self._saver.saved_once(i.key for i in pending if i.link_key not in changed and i.saved)
         return changed
 
     def _touched_links(self, reads: dict[Side, SideRead]) -> list[Link]:
@@ -869,11 +872,14 @@ class SyncEngine:
         )
         pending = self.journal.pending()
         settled: list[str] = []
+        in_state: list[str] = []  # a save holds their outcome: only the trim is due
         todo: list[CreateIntent] = []
         confirmed = [i for i in pending if i.remote_id]
-        for intent in confirmed:  # created and journaled; only the state save was missed
-            if self._link_of_source(intent) is None or intent.replaces_link:
-                writer.record_created(intent, WriteResult(ok=True, id=intent.remote_id))
+        for intent in confirmed:  # created and journaled; maybe only the state save was missed
+            if self._linked_to(intent):
+                (in_state if intent.saved else settled).append(intent.key)
+                continue
+            writer.record_created(intent, WriteResult(ok=True, id=intent.remote_id))
             settled.append(intent.key)
         for intent in pending:
             if intent.remote_id:
@@ -884,7 +890,8 @@ class SyncEngine:
                 else self.store.link_by_sc(intent.source_id)
             )
             if source_linked is not None and not intent.replaces_link:
-                settled.append(intent.key)  # the link was saved; only the trim was missed
+                # the link was saved; only the trim was missed
+                (in_state if intent.saved else settled).append(intent.key)
             else:
                 todo.append(intent)
 
@@ -919,11 +926,24 @@ class SyncEngine:
             if found_id:
                 writer.record_created(intent, WriteResult(ok=True, id=found_id))
             settled.append(intent.key)
+        self._saver.saved_once(in_state)
+        if not settled:
+            return  # the last runs saved every outcome: the run's save trims them
         self.store.audit("recover", f"settled {len(settled)} journaled create(s)", run_id=run_id)
         self._rows.reset()
         # Recovery follows a crash (rare): its own save, so what it settled is safe at once.
         self._saver.finish_after_save(settled)
         self._saver.save()
+
+    def _linked_to(self, intent: CreateIntent) -> bool:
+        """The state holds the link this confirmed create made (nothing to record again)."""
+        link = self._link_of_source(intent)
+        if link is None:
+            return False
+        if not intent.replaces_link:
+            return True
+        made = link.sc_id if intent.target is Side.SALESCONNECT else link.sf_id
+        return made == intent.remote_id
 
     def _link_of_source(self, intent: CreateIntent) -> Any:
         if intent.target is Side.SALESCONNECT:
@@ -1296,6 +1316,12 @@ class ReadOnlyJournal:
 
     def pending_updates(self) -> list[UpdateIntent]:
         return []
+
+    def mark_saved(self, keys: Iterable[str]) -> None:
+        return None
+
+    def finish(self, keys: Iterable[str]) -> None:
+        return None
 
     def close(self) -> None:
         return None

@@ -12,8 +12,9 @@ journal (a rewrite per call made a large import quadratic):
 - line 1 is a snapshot, `{"version": 2, "intents": [...]}`, written atomically (temp file, fsync,
   rename; the file it replaces becomes `journal.json.bak`);
 - every later line is one batch call: `{"record": [intent, ...]}`, `{"confirm": [[key, remote id,
-  confirmed at], ...]}` or `{"discard": [key, ...]}`, appended with one write and one fsync, so
-  the batch is on disk when the call returns. Opening replays the lines in order.
+  confirmed at], ...]}`, `{"saved": [key, ...]}` or `{"discard": [key, ...]}`, appended with one
+  write and one fsync, so the batch is on disk when the call returns. Opening replays the lines
+  in order.
 - A crash can cut short only the last line (every line is appended and fsynced before the call
   returns): an unterminated last line is a call that never returned, so it is ignored and dropped
   at open. Any other damage is a JournalError naming the file; nothing is silently lost.
@@ -35,7 +36,9 @@ How the engine uses it, for one batch of creates on side T:
    `store.put_link(...)`, `store.audit(...)` and `store.save()`.
    A definitive refusal (validation error): `journal.discard(key)` and `store.park_error(...)`.
    An ambiguous failure (timeout, connection reset, 5xx after sending): leave the intent alone.
-4. After `store.save()`: `journal.trim()` drops the confirmed intents.
+4. After `store.save()`: `journal.mark_saved(keys)` notes that the state file holds their
+   outcome; after the next save (when the `.bak` holds it too) `journal.discard_many(keys)`.
+   The mark is on disk, so the two saves may be made by two processes (one run each).
 
 Updates of linked tasks are journaled too (`IntentKind.UPDATE`, see `sync.journal_adapter`): not
 to avoid doubles (an update is idempotent) but so that, after a crash between the write and the
@@ -133,6 +136,7 @@ class Intent:
     run_id: str = ""
     remote_id: str | None = None
     confirmed_at: datetime | None = None
+    saved: bool = False  # a state save holds the outcome (its .bak may not yet)
 
     @property
     def confirmed(self) -> bool:
@@ -149,6 +153,7 @@ def _to_json(intent: Intent) -> dict[str, Any]:
         "run_id": intent.run_id,
         "remote_id": intent.remote_id,
         "confirmed_at": intent.confirmed_at.isoformat() if intent.confirmed_at else None,
+        **({"saved": True} if intent.saved else {}),
     }
 
 
@@ -163,6 +168,7 @@ def _from_json(doc: Mapping[str, Any]) -> Intent:
         run_id=doc.get("run_id", ""),
         remote_id=doc.get("remote_id"),
         confirmed_at=datetime.fromisoformat(confirmed_at) if confirmed_at else None,
+        saved=doc.get("saved") is True,
     )
 
 
@@ -247,6 +253,10 @@ def _replay(path: Path, intents: dict[str, Intent], event: Any, number: int) -> 
                 intents[key] = replace(
                     intents[key], remote_id=str(remote_id), confirmed_at=datetime.fromisoformat(at)
                 )
+        elif op == "saved":
+            for key in items:
+                if key in intents:
+                    intents[key] = replace(intents[key], saved=True)
         elif op == "discard":
             for key in items:
                 intents.pop(key, None)
@@ -466,6 +476,20 @@ class Journal:
     def confirm(self, key: str, remote_id: str) -> Intent:
         self.confirm_many([(key, remote_id)])
         return self._intents[key]
+
+    def mark_saved(self, keys: Iterable[str]) -> None:
+        """Note that the state file now holds these intents' outcome (one write)."""
+        marked = [k for k in dict.fromkeys(keys) if k in self._intents]
+        marked = [k for k in marked if not self._intents[k].saved]
+        if not marked:
+            return
+        parts = [serialise_text(key) for key in marked]
+        changed = {key: replace(self._intents[key], saved=True) for key in marked}
+        self._write_event("saved", parts, lambda: {**self._intents, **changed})
+        for key, part in zip(marked, parts, strict=True):
+            self._intents[key] = changed[key]
+            self._set_live(key, self._live_bytes.get(key, 0) + len(part) + 1)
+        self._maybe_compact()
 
     def discard_many(self, keys: Iterable[str]) -> None:
         """Drop intents that definitely did not happen (or whose recovery is settled)."""

@@ -1,7 +1,8 @@
 """The engine's view of the write-ahead journal: create and update intents.
 
 An intent is on disk (fsynced) before its write is sent, and leaves the journal only after the
-outcome is saved in the state file (twice: the file and its .bak). After a crash, the next run
+outcome is saved in the state file twice (the file and its .bak; the first save is marked in the
+journal, so the second may come in a later process). After a crash, the next run
 finds the intents still pending and settles each one before planning: a create that reached the
 service is linked, never sent again under a new key (`SyncEngine._recover`); an update whose
 values the service holds moves the link's base on, so the engine's own write is not taken for a
@@ -34,6 +35,7 @@ class CreateIntent:
     run_id: str = ""
     replaces_link: str | None = None  # a restore replaces the link to the deleted task
     remote_id: str | None = None  # known once the service confirmed the create
+    saved: bool = False  # a state save holds the outcome (see StateSaver)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +78,7 @@ class UpdateIntent:
     before: Task  # the link's base when the write was sent
     written: Task  # `before` with the written values: the base once the write is confirmed
     run_id: str = ""
+    saved: bool = False  # a state save holds the outcome (see StateSaver)
 
     @property
     def target_id(self) -> str:
@@ -134,14 +137,15 @@ class IntentJournal:
             doc["key"] = entry.key
             doc.setdefault("created_at", entry.created_at.isoformat())
             intent = CreateIntent.from_json(doc)
-            out.append(dataclasses.replace(intent, remote_id=entry.remote_id))
+            out.append(dataclasses.replace(intent, remote_id=entry.remote_id, saved=entry.saved))
         return out
 
     def pending_updates(self) -> list[UpdateIntent]:
         out = []
         for entry in self._journal.pending():
             if entry.kind is IntentKind.UPDATE:
-                out.append(UpdateIntent.from_json({**entry.payload, "key": entry.key}))
+                intent = UpdateIntent.from_json({**entry.payload, "key": entry.key})
+                out.append(dataclasses.replace(intent, saved=entry.saved))
         return out
 
     def begin(self, intents: Sequence[CreateIntent | UpdateIntent]) -> None:
@@ -160,6 +164,10 @@ class IntentJournal:
         pairs = list(results)
         if pairs:
             self._journal.confirm_many(pairs)
+
+    def mark_saved(self, keys: Iterable[str]) -> None:
+        """Note that a state save holds these intents' outcome (the `.bak` may not yet)."""
+        self._journal.mark_saved(keys)
 
     def finish(self, keys: Iterable[str]) -> None:
         """Drop intents whose outcome is saved in the state file (or that never happened)."""

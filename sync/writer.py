@@ -15,9 +15,9 @@ it is sent and its remote id is in the journal once confirmed, so recovery can l
 (`SyncEngine._recover`). A journal entry is dropped only once two saves hold its outcome: the
 state file and its `.bak` (the previous version), so a damaged state file restored from the
 `.bak` still links every create. Updates are journaled the same way (what each one writes), so
-that a crash before the save does not leave the base behind the value the engine wrote. A run
-that created or updated tasks therefore saves when its writes are done and again at its end; a
-run without either saves once.
+that a crash before the save does not leave the base behind the value the engine wrote. The
+first save that holds an entry's outcome is marked in the journal (one appended line), so the
+second one may be the next run's, even in another process: every run saves once.
 """
 
 from __future__ import annotations
@@ -55,10 +55,11 @@ CHECKPOINT_INTENTS = 2000
 class StateSaver:
     """Saves the state file for the engine: once per run, plus checkpoints during a long run.
 
-    Journal entries whose outcome (a link, a parked error) is in memory wait here. They leave
-    the journal only after the second save that holds that outcome (the first one's file is then
-    the `.bak`), never before: a crash, or a restore of the `.bak`, leaves them in the journal,
-    and recovery settles them again.
+    Journal entries whose outcome (a link, a parked error, a settled base) is in memory wait
+    here. They leave the journal only after the second save that holds that outcome (the first
+    one's file is then the `.bak`), never before: a crash, or a restore of the `.bak`, leaves
+    them in the journal, and recovery settles them again. The first save is marked in the
+    journal, so the second one may be the next run's, in another process: a run saves once.
     """
 
     def __init__(
@@ -75,8 +76,8 @@ class StateSaver:
         self.interval = interval
         self.max_waiting = max_waiting
         self._clock = clock
-        self._waiting: list[str] = []  # outcome in memory only
-        self._saved_once: list[str] = []  # outcome in the state file, not yet in its .bak
+        self._waiting: dict[str, None] = {}  # outcome in memory only
+        self._saved_once: dict[str, None] = {}  # outcome in the state file, not yet in its .bak
         self._last = clock()
 
     def begin_run(self) -> None:
@@ -84,8 +85,17 @@ class StateSaver:
         self._last = self._clock()
 
     def finish_after_save(self, keys: Iterable[str]) -> None:
-        """Drop these journal entries once the next save has landed."""
-        self._waiting.extend(keys)
+        """Drop these journal entries once two saves have held their outcome (from now)."""
+        for key in keys:
+            self._saved_once.pop(key, None)
+            self._waiting[key] = None
+
+    def saved_once(self, keys: Iterable[str]) -> None:
+        """These entries' outcome is already in the state file (a save marked them, and
+        recovery found nothing to redo): they go after the next save."""
+        for key in keys:
+            if key not in self._waiting:
+                self._saved_once[key] = None
 
     @property
     def waiting(self) -> int:
@@ -107,9 +117,11 @@ class StateSaver:
         self._last = self._clock()
         if not wrote:
             return  # nothing changed: the file and its .bak are as they were
-        done, self._saved_once, self._waiting = self._saved_once, self._waiting, []
+        done, self._saved_once, self._waiting = self._saved_once, self._waiting, {}
         if done:
             self.journal.finish(done)
+        if self._saved_once:
+            self.journal.mark_saved(self._saved_once)
 
 
 @dataclass
@@ -208,10 +220,6 @@ class PlanWriter:
         except StopWrites as stop:
             self.tally.stopped = stop.error
             self._announce()
-        if self.saver.waiting:
-            # Creates were linked or updates settled: save them now, so that the run's final
-            # save leaves them in the .bak as well before their journal entries go.
-            self.saver.save()
         return self.tally
 
     def _step(self, count: int) -> None:

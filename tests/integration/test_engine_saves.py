@@ -1,0 +1,103 @@
+"""One state save per run, and the journal's two-save rule kept across processes.
+
+A journal entry may leave only once the state file and its `.bak` both hold its outcome. The
+first save is marked in the journal, so the second can be the next run's, in a new engine (a
+`reminder-sync sync` per run): each run saves once, and the journal still never drops an entry
+whose outcome a restored `.bak` would lack.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sync import paths
+from sync.engine import build_engine
+from sync.events import Outcome
+from sync.journal import Journal
+from sync.storage import backup_path
+
+
+async def run_in_a_new_engine(home: Path, secrets: Any, clock: Any) -> tuple[Any, int]:
+    """One run by a fresh engine (a new process); returns its summary and its state saves."""
+    engine = build_engine(home, secrets, clock=clock.now)
+    saves = 0
+    original = engine.store.save
+
+    def counted() -> bool:
+        nonlocal saves
+        wrote = original()
+        saves += wrote
+        return wrote
+
+    engine.store.save = counted
+    try:
+        summary = await engine.run_once()
+    finally:
+        await engine.aclose()
+    assert summary.outcome is Outcome.DONE, summary.message
+    return summary, saves
+
+
+def journal_entries(home: Path) -> dict[str, bool]:
+    """Key -> marked saved, for every entry the journal file holds."""
+    with Journal.open(paths.journal_file(home)) as journal:
+        return {intent.key: intent.saved for intent in journal.pending()}
+
+
+async def enable(home: Path, secrets: Any, clock: Any) -> None:
+    engine = build_engine(home, secrets, clock=clock.now)
+    try:
+        await engine.set_enabled(True, start=False)
+    finally:
+        await engine.aclose()
+    clock.shift(seconds=1)
+
+
+async def test_a_run_that_writes_saves_once_and_the_next_run_trims_its_journal(
+    sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any
+) -> None:
+    await enable(connected_home, secrets, clock)
+    for n in range(3):
+        sf.create_task(Subject=f"Call {n}")
+    sc.create_task(name="Send the quote")
+
+    first, saves = await run_in_a_new_engine(connected_home, secrets, clock)
+    assert first.writes == 4 and saves == 1
+    after_first = journal_entries(connected_home)
+    assert len(after_first) == 4 and all(after_first.values())  # saved once, not yet in .bak
+
+    clock.shift(minutes=1)
+    sf_id = next(t["Id"] for t in sf.tasks() if t["Subject"] == "Call 0")
+    sf.update_task(sf_id, Subject="Call 0 back")
+    second, saves = await run_in_a_new_engine(connected_home, secrets, clock)
+    assert second.writes == 1 and saves == 1
+    after_second = journal_entries(connected_home)
+    assert set(after_second) & set(after_first) == set()  # the first run's entries are gone
+    assert len(after_second) == 1 and all(after_second.values())  # the update, saved once
+
+
+async def test_restoring_the_bak_after_a_run_loses_no_link_and_makes_no_duplicate(
+    sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any
+) -> None:
+    """The run's one save leaves the new links out of the `.bak`: the journal still holds
+    them, so a user who restores the `.bak` gets them back instead of a second copy."""
+    await enable(connected_home, secrets, clock)
+    for n in range(3):
+        sf.create_task(Subject=f"Visit {n}")
+    await run_in_a_new_engine(connected_home, secrets, clock)
+    assert len(sc.tasks()) == 3
+
+    state = paths.state_file(connected_home)
+    shutil.copyfile(backup_path(state), state)  # the user restores the backup copy
+    clock.shift(minutes=1)
+    summary, _ = await run_in_a_new_engine(connected_home, secrets, clock)
+
+    assert summary.writes == 0, summary.planned
+    assert sorted(t["name"] for t in sc.tasks()) == ["Visit 0", "Visit 1", "Visit 2"]
+    engine = build_engine(connected_home, secrets, clock=clock.now, read_only=True)
+    try:
+        assert len(engine.store.links()) == 3
+    finally:
+        await engine.aclose()
