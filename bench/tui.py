@@ -13,6 +13,7 @@ during a sync they time the process, not the UI.
 
     .venv/bin/python -m bench.tui                  # 10,000 links / tasks
     .venv/bin/python -m bench.tui --size 200
+    .venv/bin/python -m bench.tui --stalls         # also: which code held the loop, and how long
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ async def first_paint(size: int) -> dict[str, Any]:
         }
 
 
-async def during_sync(size: int) -> dict[str, Any]:
+async def during_sync(size: int, stalls: bool = False) -> dict[str, Any]:
+    from bench.stalls import StallSampler
     from tui.app import ReminderSyncApp
 
     async with rig() as the_rig:
@@ -142,8 +144,12 @@ async def during_sync(size: int) -> dict[str, Any]:
         app = ReminderSyncApp(engine, run_engine=True, clock=the_rig.now)
         heart = Heartbeat()
         keys: list[float] = []
+        sampler = StallSampler(threshold=STALL_TARGET) if stalls else None
         async with app.run_test(size=SIZE) as pilot:
             app.set_interval(HEARTBEAT, heart.beat)
+            if sampler is not None:
+                app.set_interval(HEARTBEAT, sampler.beat)
+                sampler.start()
             await _wait(pilot, lambda: app.sync_running, 60, "the first sync to start")
             started = time.perf_counter()
             while app.sync_running:
@@ -151,6 +157,9 @@ async def during_sync(size: int) -> dict[str, Any]:
                 await pilot.pause(0.2)
             ended = time.perf_counter()
             await pilot.pause(0.1)
+        if sampler is not None:
+            sampler.stop()
+            print(sampler.report(), flush=True)
         gaps = heart.gaps(started, ended)
         return {
             "sync_seconds": ended - started,
@@ -163,10 +172,10 @@ async def during_sync(size: int) -> dict[str, Any]:
         }
 
 
-async def main(size: int) -> dict[str, Any]:
+async def main(size: int, stalls: bool = False) -> dict[str, Any]:
     header(f"Dashboard with {size:,} links")
     paint = await first_paint(size)
-    sync = await during_sync(size)
+    sync = await during_sync(size, stalls)
     print_table(
         f"Dashboard ({SIZE[0]}x{SIZE[1]}, load average {load_average()})",
         ("measure", "value", "target", "result"),
@@ -211,5 +220,7 @@ async def main(size: int) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    args = parser(__doc__.splitlines()[0], 10_000).parse_args()
-    asyncio.run(main(args.size))
+    options = parser(__doc__.splitlines()[0], 10_000)
+    options.add_argument("--stalls", action="store_true", help="sample the stalled loop's stack")
+    args = options.parse_args()
+    asyncio.run(main(args.size, args.stalls))
