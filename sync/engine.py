@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,18 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _holding_the_store(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """A dashboard action that changes the store waits for a save in progress (on its worker
+    thread, the save reads the store) and holds the next one off until it is done."""
+
+    @functools.wraps(method)
+    async def locked(self: SyncEngine, *args: Any, **kwargs: Any) -> Any:
+        async with self._store_lock:
+            return await method(self, *args, **kwargs)
+
+    return locked
+
+
 def _short_id() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -121,7 +134,10 @@ class SyncEngine:
         self._last: RunSummary | None = None
         self._api: tuple[int | None, int | None] = (None, None)
         # One state save per run (plus checkpoints in long runs); see sync.writer.
-        self._saver = StateSaver(store, journal)
+        # Saves and the planner run on a worker thread, so the dashboard (same event loop)
+        # keeps answering during a big run; dashboard edits wait for a save in progress.
+        self._store_lock = asyncio.Lock()
+        self._saver = StateSaver(store, journal, off_loop=self._off_loop)
         self._rows = RowCache(self._build_rows)
         self.scheduler = RunScheduler(
             self._scheduled_run,
@@ -194,6 +210,7 @@ class SyncEngine:
     def settings(self) -> Settings:
         return self.store.settings
 
+    @_holding_the_store
     async def update_settings(self, **changes: Any) -> Settings:
         """Change settings (ValueError says what is wrong); saved at once."""
         settings = self.store.update_settings(**changes)
@@ -202,6 +219,7 @@ class SyncEngine:
         self._emit(StatusChanged())
         return settings
 
+    @_holding_the_store
     async def set_enabled(self, on: bool, *, start: bool = True) -> Settings:
         """Turn sync on (records `enabled_at`, starts the first sync) or off."""
         current = self.store.settings
@@ -314,7 +332,7 @@ class SyncEngine:
                 summary = await self._run(run_id, started, reason, dry_run, allow_mass_delete)
                 if not dry_run:
                     recorded = True  # a failed save below is not tried a second time
-                    self._record_run(summary)
+                    await self._record_run(summary)
             except ServiceError as exc:
                 summary = self._failed(
                     run_id, started, reason, dry_run, exc.category, exc.message, exc.retry_at
@@ -334,7 +352,7 @@ class SyncEngine:
             self._last = summary
             if not dry_run and not recorded:
                 with contextlib.suppress(StateError):  # the run failed already; say that
-                    self._record_run(summary)
+                    await self._record_run(summary)
             self._emit(SyncFinished(run_id, summary))
             return summary
 
@@ -376,7 +394,20 @@ class SyncEngine:
             zone = UTC
         return retry_at.astimezone(zone).strftime("%H:%M %Z").strip()
 
-    def _record_run(self, summary: RunSummary) -> None:
+    @contextlib.asynccontextmanager
+    async def changing_store(self) -> AsyncIterator[StateStore]:
+        """The store, for a caller that changes and saves it (a login from the dashboard):
+        no save of a run is in progress meanwhile, and none starts until this is done."""
+        async with self._store_lock:
+            yield self.store
+
+    async def _off_loop(self, save: Callable[[], None]) -> None:
+        """Run a state save on a worker thread, the store locked against dashboard edits
+        (every other writer of the store is the run that awaits this save)."""
+        async with self._store_lock:
+            await asyncio.to_thread(save)
+
+    async def _record_run(self, summary: RunSummary) -> None:
         """Log the run, keep what `status` shows in a later process (outcome, API use), and save
         the state: the run's one save (raises StateError when it cannot be written)."""
         self.store.audit(
@@ -391,7 +422,7 @@ class SyncEngine:
             cursor = self.store.cursor(Side.SALESFORCE)
             extra = {**cursor.extra, "api_used": str(used), "api_max": str(limit or "")}
             self.store.put_cursor(dataclasses.replace(cursor, extra=extra))
-        self._saver.save()
+        await self._saver.save_off_loop()
 
     def _set_phase(self, run_id: str, phase: str, done: int = 0, total: int = 0) -> None:
         self._phase = phase
@@ -448,7 +479,9 @@ class SyncEngine:
             guard_min_deletes=settings.mass_delete_minimum,
             allow_mass_delete=allow_mass_delete,
         )
-        the_plan = make_plan(
+        # The planner is pure and gets its own copies: it runs on a worker thread.
+        the_plan = await asyncio.to_thread(
+            make_plan,
             [settled.get(link.key, link) for link in self._touched_links(reads)],
             list(reads[Side.SALESCONNECT].tasks.values()),
             list(reads[Side.SALESFORCE].tasks.values()),
@@ -1023,6 +1056,7 @@ class SyncEngine:
     def conflicts(self) -> list[Conflict]:
         return sorted(self.store.conflicts(), key=lambda c: c.id)
 
+    @_holding_the_store
     async def resolve(self, conflict_id: str, resolution: Resolution) -> None:
         """Save the user's answer; the next run applies it (and one is requested now)."""
         if resolution.conflict_id != conflict_id:
@@ -1100,6 +1134,7 @@ class SyncEngine:
 
     # -- editing from the dashboard --------------------------------------------------------
 
+    @_holding_the_store
     async def edit_task(self, side: Side, task_id: str, changes: dict) -> None:
         """Write field changes to that side's service; the next run carries them across."""
         unknown = set(changes) - set(FIELDS)
@@ -1139,6 +1174,7 @@ class SyncEngine:
         [result] = await sc.update([(task_id, fresh.version, changes)])
         return result
 
+    @_holding_the_store
     async def create_task(self, side: Side, task: Task) -> str:
         """Create a task on that side; returns its id. The next run copies it across."""
         sc, sf = await self._connect()
@@ -1164,6 +1200,7 @@ class SyncEngine:
         self.request_sync()
         return result.id
 
+    @_holding_the_store
     async def delete_task(self, side: Side, task_id: str) -> None:
         sc, sf = await self._connect()
         if side is Side.SALESCONNECT:

@@ -40,6 +40,10 @@ Clock = Callable[[], datetime]
 # of its time refreshing, and never waits more than REFRESH_MAX_WAIT for news.
 REFRESH_INTERVAL = 0.2
 REFRESH_MAX_WAIT = 2.0
+# While a run goes on, its events come every few milliseconds, and each table change makes
+# Textual paint the whole table again (~50-100 ms at 120x40): refresh at most once a second,
+# so keys and the heartbeat of the UI get the loop between paints.
+RUN_REFRESH_INTERVAL = 1.0
 
 
 def _utc_now() -> datetime:
@@ -229,7 +233,7 @@ class ReminderSyncApp(App[str | None]):
             )
         if getattr(summary, "guard", None) is not None:
             self.ask_about_held_deletes(sanitize(summary.message or summary.guard.message))
-        self.changed(rows=True, status=True)
+        self._run_ended()
 
     def ask_about_held_deletes(self, message: str) -> None:
         """The mass-delete guard stopped a run: ask once whether the deletes are real.
@@ -267,7 +271,13 @@ class ReminderSyncApp(App[str | None]):
         if event.retry_at:
             text += f" (retry after {event.retry_at.astimezone(self.time_zone()):%H:%M})"
         self.notify(text, title="Sync failed", severity="error", markup=False, timeout=10)
-        self.changed(rows=True, status=True)
+        self._run_ended()
+
+    def _run_ended(self) -> None:
+        """Show the end of a run at once (refreshes were spaced out while it ran)."""
+        self._dirty_rows = self._dirty_status = True
+        self._next_flush = 0.0
+        self._flush()
 
     def changed(
         self, *, rows: bool = False, keys: Iterable[str] = (), status: bool = False
@@ -305,6 +315,8 @@ class ReminderSyncApp(App[str | None]):
             self._refresh(rows=False)
         ended = time.monotonic()
         pause = min(max(REFRESH_INTERVAL, 3 * (ended - started)), REFRESH_MAX_WAIT)
+        if self.sync_running:
+            pause = max(pause, RUN_REFRESH_INTERVAL)
         self._next_flush = ended + pause
 
     def refresh_screens(self, *, rows: bool = True) -> None:

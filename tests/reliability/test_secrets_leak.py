@@ -41,10 +41,10 @@ sys.argv = ["reminder-sync", *sys.argv[2:]]
 if os.environ.get("FORCE_CRASH"):
     import sync.writer
 
-    def crash(self):
+    async def crash(self):
         raise RuntimeError("forced crash in the middle of a run")
 
-    sync.writer.PlanWriter._save = crash
+    sync.writer.StateSaver.checkpoint = crash
 from tui.cli import main
 main()
 """

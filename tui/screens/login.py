@@ -7,8 +7,8 @@ Sales Connect: client credentials (the secret goes straight to the keyring, neve
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -56,15 +56,16 @@ class Accounts:
         from sync.connections import connect_salesforce
 
         check_url(login_url, what="login URL")
-        info = await connect_salesforce(
-            self.secrets,
-            login_url=login_url,
-            client_id=client_id,
-            auth="pkce",
-            announce=announce,
-            redirect_port=self.redirect_port,
-            **self._store_kwargs(connect_salesforce),
-        )
+        async with self._store() as store:
+            info = await connect_salesforce(
+                self.secrets,
+                login_url=login_url,
+                client_id=client_id,
+                auth="pkce",
+                announce=announce,
+                redirect_port=self.redirect_port,
+                **store,
+            )
         await self._reload()
         return str(info)
 
@@ -77,29 +78,36 @@ class Accounts:
         check_url(base_url, what="API root")
         if token_url:
             check_url(token_url, what="token URL")
-        info = await connect_salesconnect(
-            self.secrets,
-            base_url=base_url,
-            client_id=client_id,
-            token_url=token_url or None,
-            secret=secret,
-            **self._store_kwargs(connect_salesconnect),
-        )
+        async with self._store() as store:
+            info = await connect_salesconnect(
+                self.secrets,
+                base_url=base_url,
+                client_id=client_id,
+                token_url=token_url or None,
+                secret=secret,
+                **store,
+            )
         await self._reload()
         return str(info)
 
     async def logout(self, side: Side) -> None:
         from sync.connections import logout
 
-        await logout(self.secrets, [side.value], **self._store_kwargs(logout))
+        async with self._store() as store:
+            await logout(self.secrets, [side.value], **store)
         await self._reload()
 
-    def _store_kwargs(self, function: Callable[..., Any]) -> dict[str, Any]:
-        """The running engine holds the state file's lock: hand the connect functions its
-        open store when they accept one."""
-        if "store" in inspect.signature(function).parameters:
-            return {"store": self.engine.store}
-        return {}
+    @contextlib.asynccontextmanager
+    async def _store(self) -> AsyncIterator[dict[str, Any]]:
+        """The running engine holds the state file's lock: the connect functions get its open
+        store, while no save of a run is in progress (an engine without one: none)."""
+        changing = getattr(self.engine, "changing_store", None)
+        if changing is None:
+            store = getattr(self.engine, "store", None)
+            yield {} if store is None else {"store": store}
+            return
+        async with changing() as store:
+            yield {"store": store}
 
     async def _reload(self) -> None:
         reload = getattr(self.engine, "reload_connections", None)
