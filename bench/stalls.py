@@ -48,11 +48,14 @@ class StallSampler:
             frame = sys._current_frames().get(self._thread_id)
             if frame is None:
                 continue
+            frames = traceback.extract_stack(frame)
             stack = [
                 f"{Path(f.filename).relative_to(ROOT)}:{f.lineno} {f.name}"
-                for f in traceback.extract_stack(frame)
+                for f in frames
                 if f.filename.startswith(ROOT) and any(part in f.filename for part in OURS)
             ]
+            if not stack:  # in a library (Textual, asyncio...): name where
+                stack = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in frames[-3:]]
             self.samples[tuple(stack[-6:])] += 1
 
     def report(self, top: int = 12) -> str:
