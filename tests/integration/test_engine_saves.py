@@ -8,7 +8,10 @@ whose outcome a restored `.bak` would lack.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +104,48 @@ async def test_restoring_the_bak_after_a_run_loses_no_link_and_makes_no_duplicat
         assert len(engine.store.links()) == 3
     finally:
         await engine.aclose()
+
+
+async def test_a_save_leaves_the_loop_free_and_a_dashboard_edit_waits_for_it(
+    sc: Any, clock: Any, make_engine: Any
+) -> None:
+    """A run's save goes to a worker thread: the event loop (the dashboard's) keeps running,
+    and an edit made meanwhile touches the store only once the save is done."""
+    from sync.model import Side
+
+    engine = make_engine()
+    await engine.set_enabled(True, start=False)
+    clock.shift(seconds=1)
+    sc_id = sc.create_task(name="Call Ann")
+    order: list[str] = []
+    saving = threading.Event()
+    original = engine.store.save
+
+    def slow_save() -> bool:
+        if threading.current_thread() is threading.main_thread():
+            order.append("save on the loop")
+            return original()
+        order.append("save starts")
+        saving.set()
+        time.sleep(0.3)
+        wrote = original()
+        order.append("save ends")
+        return wrote
+
+    engine.store.save = slow_save
+    run = asyncio.create_task(engine.run_once())
+    while not saving.is_set():
+        await asyncio.sleep(0.005)
+    edit = asyncio.create_task(engine.edit_task(Side.SALESCONNECT, sc_id, {"details": "later"}))
+    ticks, started = 0, time.perf_counter()
+    while time.perf_counter() - started < 0.2:
+        ticks += 1
+        await asyncio.sleep(0.01)
+    await edit
+    order.append("edit done")
+    summary = await run
+
+    assert summary.outcome is Outcome.DONE, summary.message
+    assert ticks >= 10  # the loop ran all through the save
+    assert order.index("save ends") < order.index("save on the loop") < order.index("edit done")
+    assert sc.get_task(sc_id)["details"] == "later"
