@@ -106,10 +106,10 @@ class Rig:
         return len(self.sc.requests)
 
     def cpu(self) -> CpuSnapshot:
-        """CPU seconds so far of this (engine) thread and of each emulator's server thread."""
-        return CpuSnapshot(
-            time.thread_time(), thread_cpu(self.sf_server), thread_cpu(self.sc_server)
-        )
+        """CPU seconds so far of the engine (this process but the emulators' server threads:
+        the engine saves and plans on worker threads) and of each emulator's server thread."""
+        sf, sc = thread_cpu(self.sf_server), thread_cpu(self.sc_server)
+        return CpuSnapshot(time.process_time() - sf - sc, sf, sc)
 
     def build_engine(self, **kwargs: Any) -> Any:
         from sync.engine import build_engine
@@ -127,7 +127,7 @@ class Rig:
 
 @dataclass(frozen=True)
 class CpuSnapshot:
-    """CPU seconds of the calling thread (the engine's event loop) and of the emulators."""
+    """CPU seconds of the engine (every thread but the emulators') and of the emulators."""
 
     engine: float
     sf: float
