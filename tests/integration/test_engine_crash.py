@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from sync.failpoints import CRASH_EXIT_CODE, FAILPOINT_ENV
+from sync.journal import Journal
 from tests.conftest import connect_both
 from tests.integration.file_keyring import KEYRING_FILE_ENV, FileKeyring
 
@@ -164,8 +165,8 @@ async def test_a_crash_after_an_update_leaves_no_false_conflict(
     assert json.loads(waiting.stdout) == []
     idle = reminder_sync(home, keyring_file, "sync", "--json")
     assert idle.returncode == 0 and json.loads(idle.stdout)["planned"] == []
-    journal = json.loads((home / "journal.json").read_text())
-    assert journal["intents"] == []  # settled and dropped
+    with Journal.open(home / "journal.json") as journal:
+        assert journal.pending() == []  # settled, saved twice, dropped
 
 
 async def test_two_crashes_in_a_row_after_updates_leave_no_false_conflict(
