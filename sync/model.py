@@ -2,6 +2,11 @@
 
 Everything here is a plain value. The planner (`plan.py`) takes these in and returns a `Plan`;
 the engine turns the plan into remote writes and records what was confirmed.
+
+The classes with one instance per task, link or planned step are slotted (`slots=True`, no
+`__dict__` per instance), and empty maps are one shared object: the state holds a `Link` and
+its base `Task` per link plus a cached `SideTask` and its `Task` per task and side, 300,000
+objects at 50,000 links.
 """
 
 from __future__ import annotations
@@ -25,9 +30,17 @@ CANONICAL_STATUSES = frozenset({STATUS_OPEN, STATUS_COMPLETE})
 CANONICAL_PRIORITIES = frozenset({PRIORITY_NORMAL, PRIORITY_HIGH})
 
 
+# The one empty read-only mapping: most tasks and links have no notes, raw values or problems,
+# and an empty map per record (a dict and its proxy, 112 bytes) added up to megabytes.
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
 def frozen_map(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
-    """A read-only mapping, so frozen dataclasses stay truly immutable."""
-    return MappingProxyType(dict(data or {}))
+    """A read-only mapping, so frozen dataclasses stay truly immutable (empty ones are shared:
+    nobody can change them)."""
+    if not data:
+        return _EMPTY
+    return MappingProxyType(dict(data))
 
 
 class Side(StrEnum):
@@ -43,7 +56,7 @@ class Side(StrEnum):
         return "Sales Connect" if self is Side.SALESCONNECT else "Salesforce"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Task:
     """The five synchronised fields in canonical form.
 
@@ -69,7 +82,7 @@ class Task:
         return {name: getattr(self, name) for name in FIELDS}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SideTask:
     """One task as one service reported it, already mapped to canonical fields.
 
@@ -105,7 +118,7 @@ class Note(StrEnum):
     TRUNCATED = "truncated"  # the value was cut to fit Salesforce
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Link:
     """A task pair (SC id, SF id) and the five fields as last synced (the base)."""
 
@@ -115,6 +128,10 @@ class Link:
     sc_version: str = ""
     sf_version: str = ""
     notes: Mapping[str, str] = field(default_factory=frozen_map)
+
+    def __post_init__(self) -> None:
+        if type(self.notes) is not MappingProxyType:  # a plain dict: read-only, shared if empty
+            object.__setattr__(self, "notes", frozen_map(self.notes))
 
     @property
     def key(self) -> str:
@@ -135,7 +152,7 @@ class ConflictKind(StrEnum):
     INVALID = "invalid"  # a value the planner cannot read (bad date, unknown status...)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Conflict:
     """A decision the user must take. One per link; `fields` lists the fields in dispute.
 
@@ -164,7 +181,7 @@ class Choice(StrEnum):
     DELETE = "delete"  # edit-vs-delete: delete the edited side too
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Resolution:
     """The user's answer to a conflict, applied by the next run.
 
@@ -185,7 +202,7 @@ class ActionKind(StrEnum):
     UNLINK = "unlink"  # no remote write: drop a link whose tasks are gone on both sides
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
     """One step of a plan.
 
@@ -214,7 +231,7 @@ def settle_base(base: Task, action: Action) -> Task:
     return base.replace(**{name: action.new_base.get(name) for name in action.settles})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Skip:
     """A task the planner left alone on purpose, and why (shown by --dry-run and the log)."""
 
@@ -223,7 +240,7 @@ class Skip:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GuardTrip:
     """The mass-delete guard stopped the deletes of this run (rule 14)."""
 
