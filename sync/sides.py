@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -38,15 +38,34 @@ _LOOKUP_MARGIN = timedelta(minutes=10)
 YIELD_EVERY = 250
 
 
-async def converted(
-    raws: Sequence[Mapping[str, Any]], convert: Callable[[Mapping[str, Any]], SideTask]
+async def converted_pages(
+    pages: AsyncIterator[list[dict[str, Any]]],
+    convert: Callable[[Mapping[str, Any]], SideTask],
+    *,
+    replaces: Callable[[Mapping[str, Any], SideTask], bool] | None = None,
 ) -> list[SideTask]:
-    """`[convert(raw) for raw in raws]`, yielding to the event loop every YIELD_EVERY records."""
-    out = []
-    for count, raw in enumerate(raws, 1):
-        out.append(convert(raw))
-        if count % YIELD_EVERY == 0:
-            await asyncio.sleep(0)
+    """Each page's records converted as the page comes (yielding to the event loop every
+    YIELD_EVERY records), so a big read never holds every raw record at once, only the tasks
+    (a third of their size).
+
+    `replaces(raw, task)`: given, each id is kept once, where it was first seen; a later record
+    of it replaces the task there when `replaces` says so (Sales Connect: a higher version)."""
+    out: list[SideTask] = []
+    where: dict[str, int] = {}
+    count = 0
+    async for page in pages:
+        for raw in page:
+            count += 1
+            task = convert(raw)
+            if replaces is None:
+                out.append(task)
+            elif (at := where.get(task.id)) is None:
+                where[task.id] = len(out)
+                out.append(task)
+            elif replaces(raw, out[at]):
+                out[at] = task
+            if count % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
     return out
 
 
@@ -93,6 +112,7 @@ def _record_error(service: str, errors: Sequence[Mapping[str, Any]]) -> ServiceE
 class SalesConnectApi(Protocol):
     async def me(self) -> str: ...
     async def changed_tasks(self, updated_since: datetime | None) -> list[dict]: ...
+    def changed_task_pages(self, updated_since: datetime | None) -> AsyncIterator[list[dict]]: ...
     async def get_task(self, task_id: str) -> dict | None: ...
     async def create(self, items: list[tuple[str, dict]]) -> list[Any]: ...
     async def update(self, items: list[tuple[str, int, dict]]) -> list[Any]: ...
@@ -103,6 +123,9 @@ class SalesforceApi(Protocol):
     async def user_id(self) -> str: ...
     async def picklists(self) -> dict[str, list[dict]]: ...
     async def changed_tasks(self, owner_id: str, since: datetime | None) -> list[dict]: ...
+    def changed_task_pages(
+        self, owner_id: str, since: datetime | None
+    ) -> AsyncIterator[list[dict]]: ...
     async def deleted_ids(self, start: datetime, end: datetime) -> list[dict]: ...
     async def retrieve(self, ids: list[str]) -> dict[str, dict | None]: ...
     async def create(self, records: list[dict]) -> list[Any]: ...
@@ -135,8 +158,13 @@ class SalesConnectSide:
         return sc_to_side_task(raw, self.user_id)
 
     async def changed(self, since: datetime | None) -> list[SideTask]:
-        raws = await self.client.changed_tasks(since)
-        return await converted(raws, self.to_side_task)
+        """Each changed task once, at the highest version read (a task that changed while
+        the pages were read comes twice)."""
+        return await converted_pages(
+            self.client.changed_task_pages(since),
+            self.to_side_task,
+            replaces=lambda raw, known: raw["version"] >= int(known.version),
+        )
 
     async def fetch(self, ids: Sequence[str]) -> dict[str, SideTask | None]:
         """Direct reads; None = the task is gone (a 404 is positive evidence, rule 12)."""
@@ -240,8 +268,9 @@ class SalesforceSide:
 
     async def changed(self, since: datetime | None) -> list[SideTask]:
         assert self.user_id is not None, "connect() first"
-        raws = await self.client.changed_tasks(self.user_id, since)
-        return await converted(raws, self.to_side_task)
+        return await converted_pages(
+            self.client.changed_task_pages(self.user_id, since), self.to_side_task
+        )
 
     async def deleted(self, start: datetime, end: datetime) -> tuple[list[SideTask], datetime]:
         """Tombstones from the deleted-records resource (raises INVALID_REPLICATION_DATE),

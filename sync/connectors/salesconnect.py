@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -391,10 +391,24 @@ class SalesConnectClient:
         A task seen twice while paging (it changed meanwhile) is returned once, at its highest
         version. Deletes older than TOMBSTONE_RETENTION are no longer in the feed.
         """
+        found: dict[str, dict[str, Any]] = {}
+        async for tasks in self.changed_task_pages(updated_since):
+            for task in tasks:
+                known = found.get(task["id"])
+                if known is None or task["version"] >= known["version"]:
+                    found[task["id"]] = task
+        return list(found.values())
+
+    async def changed_task_pages(
+        self, updated_since: datetime | None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The pages of `changed_tasks` as they come (each task checked), so that a caller that
+        converts each page never holds every raw task of a big read at once. A task that
+        changed while paging may be in two pages: keep the highest version, as
+        `changed_tasks` does."""
         params = {"include_deleted": "true", "limit": str(self._page_size)}
         if updated_since is not None:
             params["updated_since"] = format_time(updated_since)
-        found: dict[str, dict[str, Any]] = {}
         seen_cursors: set[str] = set()
         page = 0
         while True:
@@ -403,14 +417,13 @@ class SalesConnectClient:
             body = _json(response, f"page {page} of GET /tasks")
             if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
                 raise _malformed(f"page {page} of GET /tasks has no task list")
-            for index, raw in enumerate(body["tasks"]):
-                task = _check_task(raw, f"task {index + 1} of page {page}")
-                known = found.get(task["id"])
-                if known is None or task["version"] >= known["version"]:
-                    found[task["id"]] = task
+            yield [
+                _check_task(raw, f"task {index + 1} of page {page}")
+                for index, raw in enumerate(body["tasks"])
+            ]
             cursor = body.get("next_cursor")
             if cursor is None:
-                return list(found.values())
+                return
             if not isinstance(cursor, str) or not cursor or cursor in seen_cursors:
                 raise _malformed(f"page {page} of GET /tasks has a bad or repeated next_cursor")
             seen_cursors.add(cursor)

@@ -64,6 +64,9 @@ TASK_FIELDS: tuple[str, ...] = (
     "SystemModstamp",
 )
 
+# Records handed over at a time by `changed_task_pages` (a query page's default size).
+CHANGES_PAGE = 2000
+
 _ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
@@ -491,7 +494,8 @@ class SalesforceClient:
     # -- change detection ---------------------------------------------------------------------
 
     async def changed_tasks(self, owner_id: str, since: datetime | None) -> list[dict[str, Any]]:
-        """The user's tasks whose SystemModstamp >= since - overlap, deleted rows included.
+        """The user's tasks whose SystemModstamp >= since - overlap, deleted rows included
+        (all of `changed_task_pages` in one list).
 
         Also sets `changes_watermark`: what the caller may store as its next `since` once it
         has dealt with these records. That is the newest SystemModstamp returned, moved up to
@@ -514,6 +518,18 @@ class SalesforceClient:
         clock (no org is; a broken proxy might be) is not used, and the watermark then stays
         at the newest stamp, as before.
         """
+        records: list[dict[str, Any]] = []
+        async for page in self.changed_task_pages(owner_id, since):
+            records.extend(page)
+        return records
+
+    async def changed_task_pages(
+        self, owner_id: str, since: datetime | None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """`changed_tasks` a page (CHANGES_PAGE records) at a time, so that a caller that
+        converts each page as it comes never holds every raw record of a big read at once (the
+        50,000 records of a first import would be about 60 MB). `changes_watermark` is set
+        once the last page has been taken."""
         soql = f"SELECT {', '.join(TASK_FIELDS)} FROM Task WHERE OwnerId = '{check_id(owner_id)}'"
         if since is not None:
             soql += f" AND SystemModstamp >= {soql_datetime(since - WATERMARK_OVERLAP)}"
@@ -526,20 +542,25 @@ class SalesforceClient:
             if when is not None:
                 queried_at.append(when)
 
-        records = [record async for record in self._pages("queryAll", soql, note_time)]
         newest: datetime | None = None
         newest_stamp: str | None = None
-        for record in records:
+        page: list[dict[str, Any]] = []
+        async for record in self._pages("queryAll", soql, note_time):
             stamp = record.get("SystemModstamp")
             when = _parse_stamp(stamp)
             if when is not None and (newest is None or when > newest):
                 newest, newest_stamp = when, stamp
+            page.append(record)
+            if len(page) >= CHANGES_PAGE:
+                yield page
+                page = []
+        if page:
+            yield page
         floor = queried_at[0] - WATERMARK_OVERLAP if queried_at else None
         if floor is not None and (newest is None or floor > newest):
             self.changes_watermark = _format_stamp(floor)
         else:
             self.changes_watermark = newest_stamp
-        return records
 
     async def deleted_ids(self, start: datetime, end: datetime) -> list[dict[str, str]]:
         """Tasks deleted between start and end: [{"id", "deletedDate"}].
