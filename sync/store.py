@@ -27,7 +27,8 @@ Everything lives in memory while the store is open; `save()` writes the files. O
 may have the store open for writing. Hot tables (links, cache, ...) are kept as dicts keyed by
 their natural key and mirrored into the TinyDB tables in place, because TinyDB's own `Table`
 rewrites a whole table on each change (10,000 single-link updates through it would take
-minutes). Do not write those tables through `db`.
+minutes). Do not read or write those tables through `db` (the links and the task cache keep
+each document as its JSON text, not as a dict: see `_KeyedTable`).
 """
 
 from __future__ import annotations
@@ -493,15 +494,20 @@ class _KeyedTable(Generic[T]):
         from_json: Callable[[Mapping[str, Any]], T],
         *,
         encoded: bool = False,
+        refuse_at_put: bool = True,
     ) -> None:
         """`encoded`: keep each document as its JSON text (`EncodedJSON`), not as dicts: a
-        third of the memory for a big table nobody reads through TinyDB (the task cache).
-        A value that cannot be saved is then refused by `put`, not by the next save."""
+        third of the memory for a big table nobody reads through TinyDB (the task cache, the
+        links), and a save encodes nothing again. A value that cannot be saved is then refused
+        by `put` (StateWriteError); with `refuse_at_put=False` its document is kept as it is
+        instead, and the next save refuses it, as for a table of dicts (the links: `put_link`
+        runs after a remote write succeeded, and must not fail there)."""
         self._storage = storage
         self.name = name
         self._key_of = key_of
         self._to_json = to_json
         self._encoded = encoded
+        self._refuse_at_put = refuse_at_put
         self.items: dict[str, T] = {}
         self._doc_ids: dict[str, str] = {}
         self._next_id = 1
@@ -510,7 +516,7 @@ class _KeyedTable(Generic[T]):
             try:
                 item = from_json(doc)
                 if encoded:
-                    raw[doc_id] = encode_document(doc)
+                    raw[doc_id] = self._encode(doc)
                 self._next_id = max(self._next_id, int(doc_id) + 1)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 problem = f"holds an unreadable record in table '{name}' (document {doc_id}: {exc})"
@@ -525,14 +531,25 @@ class _KeyedTable(Generic[T]):
     def _raw(self) -> dict[str, Any]:
         return self._storage.tables.setdefault(self.name, {})
 
+    def _encode(self, doc: dict[str, Any]) -> Any:
+        """The document as its JSON text (see `encoded`)."""
+        try:
+            return encode_document(doc)
+        except StateWriteError:
+            if self._refuse_at_put:
+                raise
+            return doc
+
     def get(self, key: str) -> T | None:
         return self.items.get(key)
 
-    def put(self, item: T) -> None:
-        key = self._key_of(item)
+    def put(self, item: T, key: str | None = None) -> None:
+        """Add or replace `item`; `key`: its key (`key_of(item)`), when the caller has the
+        string the table already holds (one string per key, however many indexes use it)."""
+        key = self._key_of(item) if key is None else key
         doc = self._to_json(item)
         if self._encoded:
-            doc = encode_document(doc)
+            doc = self._encode(doc)
         doc_id = self._doc_ids.get(key)
         if doc_id is None:
             doc_id = str(self._next_id)
@@ -762,7 +779,13 @@ class StateStore:
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.db = TinyDB(storage=lambda: storage)  # the TinyDB view of the same tables
         self._links = _KeyedTable(
-            storage, "links", lambda link: link.key, link_to_json, link_from_json
+            storage,
+            "links",
+            lambda link: link.key,
+            link_to_json,
+            link_from_json,
+            encoded=True,
+            refuse_at_put=False,
         )
         self._by_sc: dict[str, str] = {}
         self._by_sf: dict[str, str] = {}
@@ -991,13 +1014,17 @@ class StateStore:
         A task belongs to at most one pair: if another link already holds `link.sc_id` or
         `link.sf_id`, this raises ValueError; delete that link first.
         """
+        key = link.key
         for index, task_id in ((self._by_sc, link.sc_id), (self._by_sf, link.sf_id)):
             holder = index.get(task_id)
-            if holder is not None and holder != link.key:
+            if holder is not None and holder != key:
                 raise ValueError(f"task {task_id} is already linked ({holder})")
-        self._links.put(link)
-        self._by_sc[link.sc_id] = link.key
-        self._by_sf[link.sf_id] = link.key
+        # The key string the tables hold already, if the link is there: one string per link
+        # for the table and both indexes (`link.key` makes a new one at each call).
+        key = self._by_sc.get(link.sc_id) or key
+        self._links.put(link, key)
+        self._by_sc[link.sc_id] = key
+        self._by_sf[link.sf_id] = key
 
     def delete_link(self, key: str) -> Link | None:
         link = self._links.delete(key)
