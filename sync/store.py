@@ -494,20 +494,17 @@ class _KeyedTable(Generic[T]):
         from_json: Callable[[Mapping[str, Any]], T],
         *,
         encoded: bool = False,
-        refuse_at_put: bool = True,
     ) -> None:
-        """`encoded`: keep each document as its JSON text (`EncodedJSON`), not as dicts: a
-        third of the memory for a big table nobody reads through TinyDB (the task cache, the
-        links), and a save encodes nothing again. A value that cannot be saved is then refused
-        by `put` (StateWriteError); with `refuse_at_put=False` its document is kept as it is
-        instead, and the next save refuses it, as for a table of dicts (the links: `put_link`
-        runs after a remote write succeeded, and must not fail there)."""
+        """`encoded`: keep each document as its JSON text (`EncodedJSON`), not as a dict: a
+        third of the memory for a big table nobody reads through TinyDB (the links; the task
+        cache does the same, see `_TaskCache`), and a save encodes nothing again. A document
+        holding a value that cannot be saved is kept as it is, and the next save refuses it, as
+        in a table of dicts (`put_link` runs after a remote write succeeded: it must not fail)."""
         self._storage = storage
         self.name = name
         self._key_of = key_of
         self._to_json = to_json
         self._encoded = encoded
-        self._refuse_at_put = refuse_at_put
         self.items: dict[str, T] = {}
         self._doc_ids: dict[str, str] = {}
         self._next_id = 1
@@ -532,12 +529,10 @@ class _KeyedTable(Generic[T]):
         return self._storage.tables.setdefault(self.name, {})
 
     def _encode(self, doc: dict[str, Any]) -> Any:
-        """The document as its JSON text (see `encoded`)."""
+        """The document as its JSON text, or as it is if it cannot be saved (see `encoded`)."""
         try:
             return encode_document(doc)
         except StateWriteError:
-            if self._refuse_at_put:
-                raise
             return doc
 
     def get(self, key: str) -> T | None:
@@ -568,6 +563,61 @@ class _KeyedTable(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+class _TaskCache:
+    """The task cache table: the last seen `SideTask` of each task, one dict per side keyed by
+    the task's own id (no "side:id" key string per task), each document kept as its JSON text
+    like an `encoded` `_KeyedTable` (a value that cannot be saved is refused by `put`)."""
+
+    def __init__(self, storage: AtomicJSONStorage) -> None:
+        self._storage = storage
+        self.by_side: dict[Side, dict[str, SideTask]] = {side: {} for side in Side}
+        self._doc_ids: dict[Side, dict[str, str]] = {side: {} for side in Side}
+        self._next_id = 1
+        raw = self._raw()
+        for doc_id, doc in raw.items():
+            try:
+                task = side_task_from_json(doc)
+                raw[doc_id] = encode_document(doc)
+                self._next_id = max(self._next_id, int(doc_id) + 1)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                problem = (
+                    f"holds an unreadable record in table '{CACHE_TABLE}' "
+                    f"(document {doc_id}: {exc})"
+                )
+                raise StateFileError(damaged_file_message(storage.path, problem)) from None
+            tasks = self.by_side[task.side]
+            if task.id in tasks:
+                key = _side_key(task.side, task.id)
+                problem = f"holds two records for '{key}' in table '{CACHE_TABLE}'"
+                raise StateFileError(damaged_file_message(storage.path, problem))
+            tasks[task.id] = task
+            self._doc_ids[task.side][task.id] = doc_id
+
+    def _raw(self) -> dict[str, Any]:
+        return self._storage.tables.setdefault(CACHE_TABLE, {})
+
+    def get(self, side: Side, task_id: str) -> SideTask | None:
+        return self.by_side[Side(side)].get(task_id)
+
+    def put(self, task: SideTask) -> None:
+        doc = encode_document(side_task_to_json(task))  # refused here, before any change
+        doc_ids = self._doc_ids[task.side]
+        doc_id = doc_ids.get(task.id)
+        if doc_id is None:
+            doc_id = str(self._next_id)
+            self._next_id += 1
+            doc_ids[task.id] = doc_id
+        self._raw()[doc_id] = doc
+        self.by_side[task.side][task.id] = task
+        self._storage.mark_dirty()
+
+    def delete(self, side: Side, task_id: str) -> None:
+        side = Side(side)
+        if self.by_side[side].pop(task_id, None) is not None:
+            self._raw().pop(self._doc_ids[side].pop(task_id), None)
+            self._storage.mark_dirty()
 
 
 # ---------------------------------------------------------------- the store
@@ -785,7 +835,6 @@ class StateStore:
             link_to_json,
             link_from_json,
             encoded=True,
-            refuse_at_put=False,
         )
         self._by_sc: dict[str, str] = {}
         self._by_sf: dict[str, str] = {}
@@ -820,16 +869,9 @@ class StateStore:
         self._audit_next = int(self._audit_ids[-1]) + 1 if self._audit_ids else 1
         storage.tables.setdefault("connections", {})
 
-    def _load_cache(self) -> _KeyedTable[SideTask]:
-        def table() -> _KeyedTable[SideTask]:
-            return _KeyedTable(
-                self._cache_storage,
-                CACHE_TABLE,
-                lambda t: _side_key(t.side, t.id),
-                side_task_to_json,
-                side_task_from_json,
-                encoded=True,
-            )
+    def _load_cache(self) -> _TaskCache:
+        def table() -> _TaskCache:
+            return _TaskCache(self._cache_storage)
 
         try:
             return table()
@@ -1175,18 +1217,17 @@ class StateStore:
 
     def cached_tasks(self, side: Side) -> dict[str, SideTask]:
         """The last seen task of every cached task id of one side."""
-        prefix = f"{Side(side).value}:"
-        return {task.id: task for key, task in self._cache.items.items() if key.startswith(prefix)}
+        return dict(self._cache.by_side[Side(side)])
 
     def cached_task(self, side: Side, task_id: str) -> SideTask | None:
-        return self._cache.get(_side_key(side, task_id))
+        return self._cache.get(side, task_id)
 
     def put_cached_tasks(self, tasks: Iterable[SideTask]) -> None:
         for task in tasks:
             self._cache.put(task)
 
     def drop_cached_task(self, side: Side, task_id: str) -> None:
-        self._cache.delete(_side_key(side, task_id))
+        self._cache.delete(side, task_id)
 
     # ------------------------------------------------------------ parked errors
 

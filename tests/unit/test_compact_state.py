@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sync.model import Link, Task
+from sync.model import Link, Side, SideTask, Task
 from sync.sides import SalesConnectSide, SalesforceSide
 from sync.store import StateStore
 
@@ -128,3 +128,18 @@ def test_links_kept_as_text_save_and_load_exactly(tmp_path: Path) -> None:
         assert again.link_by_sf(links[3].sf_id) == links[3]
         again._storage.mark_dirty()  # the same state written again: not a byte changes
     assert path.read_bytes() == first
+
+
+def test_tasks_of_both_sides_with_the_same_id_are_cached_apart(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "state.json"
+    sc = SideTask(Side.SALESCONNECT, "same-id", Task("in Sales Connect"), version="3")
+    sf = SideTask(Side.SALESFORCE, "same-id", Task("in Salesforce"), version="v")
+    with StateStore.open(path) as store:
+        store.put_cached_tasks([sc, sf, SideTask(Side.SALESFORCE, "other", Task("other"))])
+        store.drop_cached_task(Side.SALESFORCE, "other")
+    with StateStore.open(path) as again:
+        assert again.cached_tasks(Side.SALESCONNECT) == {"same-id": sc}
+        assert again.cached_tasks(Side.SALESFORCE) == {"same-id": sf}
+        again.drop_cached_task(Side.SALESCONNECT, "same-id")
+        assert again.cached_task(Side.SALESCONNECT, "same-id") is None
+        assert again.cached_task(Side.SALESFORCE, "same-id") == sf
