@@ -206,6 +206,14 @@ def parse_timestamp(value: Any) -> datetime | None:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
+def _parse_again(value: Any, parsed_value: Any, parsed: datetime | None) -> datetime | None:
+    """`parse_timestamp(value)`, reusing `parsed` (the parse of `parsed_value`) when the two
+    stamps are the same text: a task never edited has one time for both, kept once."""
+    if value == parsed_value and isinstance(value, str):
+        return parsed
+    return parse_timestamp(value)
+
+
 # --- picklists ------------------------------------------------------------------------------
 
 
@@ -330,6 +338,7 @@ def sc_to_side_task(data: Mapping[str, Any], user_id: str | None) -> SideTask:
         in_scope = False
         reason = "assigned to someone else" if assignee else "not assigned to anyone"
 
+    created = parse_timestamp(data.get("created_at"))
     return SideTask(
         side=Side.SALESCONNECT,
         id=str(data.get("id") or ""),
@@ -341,8 +350,8 @@ def sc_to_side_task(data: Mapping[str, Any], user_id: str | None) -> SideTask:
             details=normalize_text(data.get("details")),
         ),
         version=_version(data.get("version")),
-        created_at=parse_timestamp(data.get("created_at")),
-        updated_at=parse_timestamp(data.get("updated_at")),
+        created_at=created,
+        updated_at=_parse_again(data.get("updated_at"), data.get("created_at"), created),
         deleted=bool(data.get("deleted_at")),
         in_scope=in_scope,
         scope_reason=reason,
@@ -399,9 +408,10 @@ def sf_to_side_task(
     elif data.get("IsRecurrence"):
         in_scope, reason = False, "the root of a recurring series"
 
-    modified = parse_timestamp(data.get("SystemModstamp")) or parse_timestamp(
-        data.get("LastModifiedDate")
-    )
+    created = parse_timestamp(data.get("CreatedDate"))
+    modified = _parse_again(data.get("SystemModstamp"), data.get("CreatedDate"), created)
+    if modified is None:
+        modified = parse_timestamp(data.get("LastModifiedDate"))
     return SideTask(
         side=Side.SALESFORCE,
         id=str(data.get("Id") or ""),
@@ -413,7 +423,7 @@ def sf_to_side_task(
             details=normalize_text(data.get("Description")),
         ),
         version=str(data.get("SystemModstamp") or ""),
-        created_at=parse_timestamp(data.get("CreatedDate")),
+        created_at=created,
         updated_at=modified,
         deleted=bool(data.get("IsDeleted")),
         in_scope=in_scope,
