@@ -1288,14 +1288,20 @@ async def _find_sc_created(sc: SalesConnectSide, intent: CreateIntent, store: St
 
 
 def _describe(action: Action) -> PlannedChange:
+    # Kept with the run summary: shared strings and field tuples (50k of these at an import).
     return PlannedChange(
-        action=str(action.kind),
-        target=str(action.target) if action.target else "",
+        action=action.kind.value,
+        target=action.target.value if action.target else "",
         sc_id=action.sc_id,
         sf_id=action.sf_id,
-        fields=tuple(k for k in FIELDS if k in action.changes),
+        fields=_field_tuple(frozenset(action.changes)),
         reason=action.reason,
     )
+
+
+@functools.cache
+def _field_tuple(names: frozenset[str]) -> tuple[str, ...]:
+    return tuple(k for k in FIELDS if k in names)
 
 
 # --- helpers for the CLI and the TUI -------------------------------------------------------

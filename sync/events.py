@@ -29,7 +29,7 @@ class Outcome(StrEnum):
     DISABLED = "disabled"  # sync is switched off: nothing was read or written
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedChange:
     """One line of a plan, readable by a person (`sync --dry-run`) and by a script (--json)."""
 

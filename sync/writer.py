@@ -145,7 +145,6 @@ class WriteTally:
     linked: int = 0
     errors: int = 0
     parked: set[tuple[Side, str]] = field(default_factory=set)
-    touched: set[str] = field(default_factory=set)  # dashboard row keys that changed
     stopped: ServiceError | None = None  # the error that ended the writes early
 
 
@@ -243,7 +242,6 @@ class PlanWriter:
         """Tell the engine which dashboard rows the last batch changed (in memory)."""
         if self._pending_keys:
             self.changed(set(self._pending_keys))
-            self.tally.touched |= self._pending_keys
             self._pending_keys.clear()
 
     async def _batch(self, side: Side, kind: ActionKind, batch: list[Action]) -> None:
