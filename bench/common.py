@@ -60,8 +60,41 @@ def sf_allowed(bound: int) -> float:
 # ----------------------------------------------------------------------------- the rig
 
 
+class EngineHost:
+    """Engines over one connected state home, on the benchmark's shifted clock (a rig's
+    `home`, `secrets`, `engines` and `clock_offset`)."""
+
+    home: Path
+    secrets: Any
+    engines: list[Any]
+    clock_offset: timedelta
+
+    def now(self) -> datetime:
+        """One clock for both emulators and every engine built here."""
+        return datetime.now(UTC) + self.clock_offset
+
+    def build_engine(self, **kwargs: Any) -> Any:
+        from sync.engine import build_engine
+
+        kwargs.setdefault("clock", self.now)
+        engine = build_engine(self.home, self.secrets, **kwargs)
+        self.engines.append(engine)
+        return engine
+
+    async def close_engine(self, engine: Any) -> None:
+        await engine.aclose()
+        if engine in self.engines:
+            self.engines.remove(engine)
+
+    async def close_all(self) -> None:
+        """Close every engine still open (at the end of a rig; a failure here hides nothing)."""
+        for engine in list(self.engines):
+            with contextlib.suppress(Exception):
+                await engine.aclose()
+
+
 @dataclass
-class Rig:
+class Rig(EngineHost):
     """Both emulators served on loopback plus a state home already connected to both."""
 
     sf_server: RunningServer
@@ -73,10 +106,6 @@ class Rig:
     cert: TlsCertificate | None = None
     engines: list[Any] = field(default_factory=list)
     clock_offset: timedelta = timedelta()
-
-    def now(self) -> datetime:
-        """One clock for both emulators and every engine built here."""
-        return datetime.now(UTC) + self.clock_offset
 
     def advance(self, **delta: float) -> None:
         """Let time pass (e.g. hours=1) for both emulators and the engines alike."""
@@ -110,19 +139,6 @@ class Rig:
         the engine saves and plans on worker threads) and of each emulator's server thread."""
         sf, sc = thread_cpu(self.sf_server), thread_cpu(self.sc_server)
         return CpuSnapshot(time.process_time() - sf - sc, sf, sc)
-
-    def build_engine(self, **kwargs: Any) -> Any:
-        from sync.engine import build_engine
-
-        kwargs.setdefault("clock", self.now)
-        engine = build_engine(self.home, self.secrets, **kwargs)
-        self.engines.append(engine)
-        return engine
-
-    async def close_engine(self, engine: Any) -> None:
-        await engine.aclose()
-        if engine in self.engines:
-            self.engines.remove(engine)
 
 
 @dataclass(frozen=True)
@@ -165,13 +181,50 @@ def served_emulators(*, tls: bool = False, workdir: Path) -> Iterator[tuple[Any,
         yield sf_app, sc_app, sf_server, sc_server, cert
 
 
+CONNECT_KEYS = ("sf_url", "sf_client_id", "sf_secret", "sc_url", "sc_client_id", "sc_secret")
+
+
+async def connect_home(
+    home: Path,
+    *,
+    sf_url: str,
+    sf_client_id: str,
+    sf_secret: str,
+    sc_url: str,
+    sc_client_id: str,
+    sc_secret: str,
+) -> Any:
+    """`connect salesforce` (client credentials) and `connect salesconnect` for `home`, with
+    the secrets in memory; returns that secret store."""
+    from sync.connections import connect_salesconnect, connect_salesforce
+    from sync.secrets import MemoryStore
+
+    secrets = MemoryStore()
+    await connect_salesforce(
+        secrets,
+        login_url=sf_url,
+        client_id=sf_client_id,
+        auth="client-credentials",
+        secret=sf_secret,
+        home=home,
+        announce=lambda _message: None,
+    )
+    await connect_salesconnect(
+        secrets,
+        base_url=sc_url,
+        client_id=sc_client_id,
+        token_url=None,
+        secret=sc_secret,
+        home=home,
+    )
+    return secrets
+
+
 @contextlib.asynccontextmanager
 async def rig(*, tls: bool = False, workdir: Path | None = None) -> AsyncIterator[Rig]:
     """Emulators up, a fresh state home connected to both (client credentials), secrets in
     memory. With `tls`, the engine's httpx clients trust the emulator's certificate through
     SSL_CERT_FILE, the standard variable httpx honours."""
-    from sync.connections import connect_salesconnect, connect_salesforce
-    from sync.secrets import MemoryStore
 
     own_dir = workdir is None
     base = Path(tempfile.mkdtemp(prefix="reminder-sync-bench-")) if own_dir else workdir
@@ -182,33 +235,22 @@ async def rig(*, tls: bool = False, workdir: Path | None = None) -> AsyncIterato
             if cert is not None:
                 os.environ["SSL_CERT_FILE"] = cert.certfile
             home = base / "home"
-            secrets = MemoryStore()
             sf_config = sf_app.state.emulator.config
             sc_config = sc_app.state.emulator.config
-            await connect_salesforce(
-                secrets,
-                login_url=sf_srv.base_url,
-                client_id=sf_config.client_id,
-                auth="client-credentials",
-                secret=sf_config.client_secret,
-                home=home,
-                announce=lambda _message: None,
-            )
-            await connect_salesconnect(
-                secrets,
-                base_url=sc_srv.base_url + SC_API_PATH,
-                client_id=sc_config.client_id,
-                token_url=None,
-                secret=sc_config.client_secret,
-                home=home,
+            secrets = await connect_home(
+                home,
+                sf_url=sf_srv.base_url,
+                sf_client_id=sf_config.client_id,
+                sf_secret=sf_config.client_secret,
+                sc_url=sc_srv.base_url + SC_API_PATH,
+                sc_client_id=sc_config.client_id,
+                sc_secret=sc_config.client_secret,
             )
             the_rig = Rig(sf_srv, sc_srv, sf_app, sc_app, home, secrets, cert)
             try:
                 yield the_rig
             finally:
-                for engine in list(the_rig.engines):
-                    with contextlib.suppress(Exception):
-                        await engine.aclose()
+                await the_rig.close_all()
     finally:
         if old_cert_env is None:
             os.environ.pop("SSL_CERT_FILE", None)

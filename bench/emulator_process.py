@@ -17,11 +17,17 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import SC_API_PATH, seed_sc_tasks, served_emulators
+from bench.common import (
+    SC_API_PATH,
+    EngineHost,
+    connect_home,
+    seed_sc_tasks,
+    served_emulators,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,13 +36,13 @@ def _serve() -> None:
     """The child: serve both emulators until stdin says stop (or closes)."""
     with served_emulators(workdir=Path(tempfile.gettempdir())) as (sf_app, sc_app, sf, sc, _):
         sf_emulator, sc_emulator = sf_app.state.emulator, sc_app.state.emulator
-        hello = {
+        hello = {  # the arguments of bench.common.connect_home
             "sf_url": sf.base_url,
             "sf_client_id": sf_emulator.config.client_id,
-            "sf_client_secret": sf_emulator.config.client_secret,
+            "sf_secret": sf_emulator.config.client_secret,
             "sc_url": sc.base_url + SC_API_PATH,
             "sc_client_id": sc_emulator.config.client_id,
-            "sc_client_secret": sc_emulator.config.client_secret,
+            "sc_secret": sc_emulator.config.client_secret,
         }
         print(json.dumps(hello), flush=True)
         for line in sys.stdin:
@@ -56,7 +62,7 @@ def _serve() -> None:
 
 
 @dataclass
-class RemoteRig:
+class RemoteRig(EngineHost):
     """Emulators in a child process plus a state home connected to both."""
 
     child: subprocess.Popen
@@ -71,9 +77,6 @@ class RemoteRig:
         self.child.stdin.flush()
         return json.loads(self.child.stdout.readline())["ok"]
 
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.clock_offset
-
     def advance(self, **delta: float) -> None:
         self.clock_offset += timedelta(**delta)
         self._ask(op="clock", offset=self.clock_offset.total_seconds())
@@ -84,25 +87,9 @@ class RemoteRig:
     def sf_calls(self) -> int:
         return self._ask(op="sf_calls")
 
-    def build_engine(self, **kwargs: Any) -> Any:
-        from sync.engine import build_engine
-
-        kwargs.setdefault("clock", self.now)
-        engine = build_engine(self.home, self.secrets, **kwargs)
-        self.engines.append(engine)
-        return engine
-
-    async def close_engine(self, engine: Any) -> None:
-        await engine.aclose()
-        if engine in self.engines:
-            self.engines.remove(engine)
-
 
 @contextlib.asynccontextmanager
 async def remote_rig() -> AsyncIterator[RemoteRig]:
-    from sync.connections import connect_salesconnect, connect_salesforce
-    from sync.secrets import MemoryStore
-
     base = Path(tempfile.mkdtemp(prefix="reminder-sync-bench-"))
     child = subprocess.Popen(
         [sys.executable, "-m", "bench.emulator_process"],
@@ -114,31 +101,13 @@ async def remote_rig() -> AsyncIterator[RemoteRig]:
     try:
         assert child.stdout is not None
         hello = json.loads(child.stdout.readline())
-        home, secrets = base / "home", MemoryStore()
-        await connect_salesforce(
-            secrets,
-            login_url=hello["sf_url"],
-            client_id=hello["sf_client_id"],
-            auth="client-credentials",
-            secret=hello["sf_client_secret"],
-            home=home,
-            announce=lambda _message: None,
-        )
-        await connect_salesconnect(
-            secrets,
-            base_url=hello["sc_url"],
-            client_id=hello["sc_client_id"],
-            token_url=None,
-            secret=hello["sc_client_secret"],
-            home=home,
-        )
+        home = base / "home"
+        secrets = await connect_home(home, **hello)
         the_rig = RemoteRig(child, home, secrets)
         try:
             yield the_rig
         finally:
-            for engine in list(the_rig.engines):
-                with contextlib.suppress(Exception):
-                    await engine.aclose()
+            await the_rig.close_all()
             with contextlib.suppress(Exception):
                 the_rig._ask(op="stop")
     finally:

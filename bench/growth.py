@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    CONNECT_KEYS,
     Rig,
+    connect_home,
     edit_both_sides,
     edits_arrived,
     header,
@@ -55,31 +57,12 @@ class Child:
         return datetime.now(UTC) + self.offset
 
     async def open(self) -> dict[str, Any]:
-        from sync.connections import connect_salesconnect, connect_salesforce
         from sync.engine import build_engine
         from sync.events import SyncProgress
-        from sync.secrets import MemoryStore
 
         s = self.setup
         home = Path(s["home"])
-        secrets = MemoryStore()
-        await connect_salesforce(
-            secrets,
-            login_url=s["sf_url"],
-            client_id=s["sf_client_id"],
-            auth="client-credentials",
-            secret=s["sf_secret"],
-            home=home,
-            announce=lambda _message: None,
-        )
-        await connect_salesconnect(
-            secrets,
-            base_url=s["sc_url"],
-            client_id=s["sc_client_id"],
-            token_url=None,
-            secret=s["sc_secret"],
-            home=home,
-        )
+        secrets = await connect_home(home, **{key: s[key] for key in CONNECT_KEYS})
         started = time.perf_counter()
         self.engine = build_engine(home, secrets, clock=self.now)
         opened = time.perf_counter() - started
