@@ -2,6 +2,7 @@
 so that a misreading of a wire format cannot hide in both the client and its emulator."""
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,3 +33,14 @@ def test_no_engine_module_imports_the_emulators() -> None:
     assert "sync/engine.py" in modules
     offenders = {name for name, imports in modules.items() if "emulators" in imports}
     assert offenders == set()
+
+
+def test_every_fail_point_in_the_engine_is_one_the_crash_tests_use() -> None:
+    """The crash tests crash at each of `sync.failpoints.POINTS`: a new point in the engine
+    that is not listed there would never be crashed at."""
+    from sync import failpoints
+
+    used = set()
+    for path in (ROOT / "sync").rglob("*.py"):
+        used |= set(re.findall(r'failpoint\("([a-z_]+)"\)', path.read_text()))
+    assert used == set(failpoints.POINTS)

@@ -28,22 +28,13 @@ from typing import Any
 
 import pytest
 
+from sync import failpoints
 from sync.model import Side
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS_WANTED = 50
-FAILPOINTS = (
-    "before_remote_create",
-    "after_remote_create",
-    "after_journal_confirm",
-    "before_remote_update",
-    "after_remote_update",
-    "before_remote_delete",
-    "after_remote_delete",
-    "before_state_save",
-    "after_state_save",
-)
-CRASH_EXIT = 86  # sync.failpoints.CRASH_EXIT_CODE
+FAILPOINTS = failpoints.POINTS
+CRASH_EXIT = failpoints.CRASH_EXIT_CODE
 SC_TO_SF_STATUS = {"open": "Not Started", "complete": "Completed"}
 SC_TO_SF_PRIORITY = {"normal": "Normal", "high": "High"}
 

@@ -46,7 +46,7 @@ from hypothesis.stateful import (
 )
 
 import sync.writer
-from sync import paths
+from sync import failpoints, paths
 from sync.connectors.http import RetryPolicy
 from sync.engine import build_engine, resolution_taking
 from sync.events import Outcome
@@ -54,17 +54,7 @@ from sync.mapping import sc_to_side_task, sf_to_side_task
 from sync.model import ConflictKind, Side
 from sync.store import StateStore
 
-FAILPOINTS = (
-    "before_remote_create",
-    "after_remote_create",
-    "after_journal_confirm",
-    "before_remote_update",
-    "after_remote_update",
-    "before_remote_delete",
-    "after_remote_delete",
-    "before_state_save",
-    "after_state_save",
-)
+FAILPOINTS = failpoints.POINTS
 # State directories live in RAM when the machine has it: each run fsyncs several times, and the
 # machine makes thousands of runs (real-disk durability is the crash test's subject).
 FAST_DISK = "/dev/shm" if Path("/dev/shm").is_dir() else None
