@@ -729,11 +729,15 @@ class SyncEngine:
                 sc_ids=[link.sc_id for link in changed.values()],
                 sf_ids=[link.sf_id for link in changed.values()],
             )
-        self._saver.finish_after_save(
-            i.key for i in pending if i.link_key in changed or not i.saved
-        )
-        self._saver.saved_once(i.key for i in pending if i.link_key not in changed and i.saved)
+        held = {i.key for i in pending if i.link_key not in changed and self._state_holds(i)}
+        self._saver.finish_after_save(i.key for i in pending if i.key not in held)
+        self._saver.saved_once(held)
         return changed
+
+    def _state_holds(self, intent: CreateIntent | UpdateIntent) -> bool:
+        """The state file as loaded is at least as new as the save that first held this
+        intent's outcome (not a restored `.bak` from before it): it is the authority."""
+        return 0 < intent.saved <= self.store.generation
 
     def _touched_links(self, reads: dict[Side, SideRead]) -> list[Link]:
         """The links this run can act on: a side was read (changed, deleted, or re-read for a
@@ -909,8 +913,13 @@ class SyncEngine:
         todo: list[CreateIntent] = []
         confirmed = [i for i in pending if i.remote_id]
         for intent in confirmed:  # created and journaled; maybe only the state save was missed
+            if self._state_holds(intent):
+                # Saved in this state file or an older version of it: the link is in the
+                # state, or a later run removed it on purpose (both tasks were deleted...).
+                in_state.append(intent.key)
+                continue
             if self._linked_to(intent):
-                (in_state if intent.saved else settled).append(intent.key)
+                settled.append(intent.key)
                 continue
             writer.record_created(intent, WriteResult(ok=True, id=intent.remote_id))
             settled.append(intent.key)
@@ -922,9 +931,11 @@ class SyncEngine:
                 if intent.target is Side.SALESCONNECT
                 else self.store.link_by_sc(intent.source_id)
             )
-            if source_linked is not None and not intent.replaces_link:
-                # the link was saved; only the trim was missed
-                (in_state if intent.saved else settled).append(intent.key)
+            if self._state_holds(intent) or (
+                source_linked is not None and not intent.replaces_link
+            ):
+                # the outcome (a parked error, or the link) was saved; only the trim was missed
+                (in_state if self._state_holds(intent) else settled).append(intent.key)
             else:
                 todo.append(intent)
 
@@ -1360,7 +1371,7 @@ class ReadOnlyJournal:
     def pending_updates(self) -> list[UpdateIntent]:
         return []
 
-    def mark_saved(self, keys: Iterable[str]) -> None:
+    def mark_saved(self, keys: Iterable[str], generation: int) -> None:
         return None
 
     def finish(self, keys: Iterable[str]) -> None:

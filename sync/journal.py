@@ -12,9 +12,9 @@ journal (a rewrite per call made a large import quadratic):
 - line 1 is a snapshot, `{"version": 2, "intents": [...]}`, written atomically (temp file, fsync,
   rename; the file it replaces becomes `journal.json.bak`);
 - every later line is one batch call: `{"record": [intent, ...]}`, `{"confirm": [[key, remote id,
-  confirmed at], ...]}`, `{"saved": [key, ...]}` or `{"discard": [key, ...]}`, appended with one
-  write and one fsync, so the batch is on disk when the call returns. Opening replays the lines
-  in order.
+  confirmed at], ...]}`, `{"saved": [[key, generation], ...]}` or `{"discard": [key, ...]}`,
+  appended with one write and one fsync, so the batch is on disk when the call returns. Opening
+  replays the lines in order.
 - A crash can cut short only the last line (every line is appended and fsynced before the call
   returns): an unterminated last line is a call that never returned, so it is ignored and dropped
   at open. Any other damage is a JournalError naming the file; nothing is silently lost.
@@ -36,9 +36,11 @@ How the engine uses it, for one batch of creates on side T:
    `store.put_link(...)`, `store.audit(...)` and `store.save()`.
    A definitive refusal (validation error): `journal.discard(key)` and `store.park_error(...)`.
    An ambiguous failure (timeout, connection reset, 5xx after sending): leave the intent alone.
-4. After `store.save()`: `journal.mark_saved(keys)` notes that the state file holds their
-   outcome; after the next save (when the `.bak` holds it too) `journal.discard_many(keys)`.
-   The mark is on disk, so the two saves may be made by two processes (one run each).
+4. After `store.save()`: `journal.mark_saved(keys, store.generation)` notes which version of the
+   state file holds their outcome; after the next save (when the `.bak` holds it too)
+   `journal.discard_many(keys)`. The mark is on disk, so the two saves may be made by two
+   processes (one run each). A state file of a lower generation than a mark is an older copy
+   (a restored `.bak`): recovery then settles that intent again.
 
 Updates of linked tasks are journaled too (`IntentKind.UPDATE`, see `sync.journal_adapter`): not
 to avoid doubles (an update is idempotent) but so that, after a crash between the write and the
@@ -136,7 +138,7 @@ class Intent:
     run_id: str = ""
     remote_id: str | None = None
     confirmed_at: datetime | None = None
-    saved: bool = False  # a state save holds the outcome (its .bak may not yet)
+    saved: int = 0  # the state file generation that first held the outcome (0: none yet)
 
     @property
     def confirmed(self) -> bool:
@@ -153,7 +155,7 @@ def _to_json(intent: Intent) -> dict[str, Any]:
         "run_id": intent.run_id,
         "remote_id": intent.remote_id,
         "confirmed_at": intent.confirmed_at.isoformat() if intent.confirmed_at else None,
-        **({"saved": True} if intent.saved else {}),
+        **({"saved": intent.saved} if intent.saved else {}),
     }
 
 
@@ -168,7 +170,7 @@ def _from_json(doc: Mapping[str, Any]) -> Intent:
         run_id=doc.get("run_id", ""),
         remote_id=doc.get("remote_id"),
         confirmed_at=datetime.fromisoformat(confirmed_at) if confirmed_at else None,
-        saved=doc.get("saved") is True,
+        saved=int(doc.get("saved") or 0),
     )
 
 
@@ -254,9 +256,9 @@ def _replay(path: Path, intents: dict[str, Intent], event: Any, number: int) -> 
                     intents[key], remote_id=str(remote_id), confirmed_at=datetime.fromisoformat(at)
                 )
         elif op == "saved":
-            for key in items:
+            for key, generation in items:
                 if key in intents:
-                    intents[key] = replace(intents[key], saved=True)
+                    intents[key] = replace(intents[key], saved=int(generation))
         elif op == "discard":
             for key in items:
                 intents.pop(key, None)
@@ -477,14 +479,15 @@ class Journal:
         self.confirm_many([(key, remote_id)])
         return self._intents[key]
 
-    def mark_saved(self, keys: Iterable[str]) -> None:
-        """Note that the state file now holds these intents' outcome (one write)."""
+    def mark_saved(self, keys: Iterable[str], generation: int) -> None:
+        """Note that version `generation` of the state file holds these intents' outcome (one
+        write; an intent keeps its first mark)."""
         marked = [k for k in dict.fromkeys(keys) if k in self._intents]
         marked = [k for k in marked if not self._intents[k].saved]
         if not marked:
             return
-        parts = [serialise_text(key) for key in marked]
-        changed = {key: replace(self._intents[key], saved=True) for key in marked}
+        parts = [serialise_text([key, generation]) for key in marked]
+        changed = {key: replace(self._intents[key], saved=generation) for key in marked}
         self._write_event("saved", parts, lambda: {**self._intents, **changed})
         for key, part in zip(marked, parts, strict=True):
             self._intents[key] = changed[key]

@@ -35,7 +35,7 @@ class CreateIntent:
     run_id: str = ""
     replaces_link: str | None = None  # a restore replaces the link to the deleted task
     remote_id: str | None = None  # known once the service confirmed the create
-    saved: bool = False  # a state save holds the outcome (see StateSaver)
+    saved: int = 0  # the state file generation that first held the outcome (see StateSaver)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,7 +78,7 @@ class UpdateIntent:
     before: Task  # the link's base when the write was sent
     written: Task  # `before` with the written values: the base once the write is confirmed
     run_id: str = ""
-    saved: bool = False  # a state save holds the outcome (see StateSaver)
+    saved: int = 0  # the state file generation that first held the outcome (see StateSaver)
 
     @property
     def target_id(self) -> str:
@@ -165,9 +165,10 @@ class IntentJournal:
         if pairs:
             self._journal.confirm_many(pairs)
 
-    def mark_saved(self, keys: Iterable[str]) -> None:
-        """Note that a state save holds these intents' outcome (the `.bak` may not yet)."""
-        self._journal.mark_saved(keys)
+    def mark_saved(self, keys: Iterable[str], generation: int) -> None:
+        """Note that version `generation` of the state file holds these intents' outcome (the
+        `.bak` may not yet)."""
+        self._journal.mark_saved(keys, generation)
 
     def finish(self, keys: Iterable[str]) -> None:
         """Drop intents whose outcome is saved in the state file (or that never happened)."""

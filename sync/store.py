@@ -976,6 +976,8 @@ class StateStore:
         journal relies on that meaning. A save that only wrote the log or the cache is False.
         """
         dirty = [s for s in (self._activity, self._cache_storage, self._storage) if s.dirty]
+        if self._storage in dirty:  # each written version of the state file has its number
+            self._storage.tables["meta"]["1"]["generation"] = self.generation + 1
         staged: list[tuple[AtomicJSONStorage, Path]] = []
         try:
             for storage in dirty:
@@ -1032,6 +1034,12 @@ class StateStore:
     @property
     def schema_version(self) -> int:
         return int(self._storage.tables["meta"]["1"]["schema_version"])
+
+    @property
+    def generation(self) -> int:
+        """How many times the state file was written (since generations were counted): a
+        restored `.bak` is a lower generation than the journal's marks (sync.journal)."""
+        return int(self._storage.tables["meta"]["1"].get("generation", 0))
 
     # ------------------------------------------------------------ links
 

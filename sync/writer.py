@@ -134,7 +134,7 @@ class StateSaver:
         if done:
             self.journal.finish(done)
         if self._saved_once:
-            self.journal.mark_saved(self._saved_once)
+            self.journal.mark_saved(self._saved_once, self.store.generation)
 
 
 @dataclass

@@ -149,3 +149,39 @@ async def test_a_save_leaves_the_loop_free_and_a_dashboard_edit_waits_for_it(
     assert ticks >= 10  # the loop ran all through the save
     assert order.index("save ends") < order.index("save on the loop") < order.index("edit done")
     assert sc.get_task(sc_id)["details"] == "later"
+
+
+async def test_a_create_the_state_already_settled_is_not_linked_again_from_the_journal(
+    sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any
+) -> None:
+    """A journal entry that a crash left behind, for a create whose link a later run removed
+    (both tasks were deleted): its mark names a state file version no newer than the one on
+    disk, so the state is the authority and recovery must not bring the link back."""
+    from sync.journal import IntentSpec
+
+    await enable(connected_home, secrets, clock)
+    sf_id = sf.create_task(Subject="Visit 9")
+    await run_in_a_new_engine(connected_home, secrets, clock)
+    with Journal.open(paths.journal_file(connected_home)) as journal:
+        [left] = journal.pending()  # the create, marked by the run's save
+    assert left.remote_id and left.saved
+
+    sf.delete_task(sf_id)
+    sc.delete_task(left.remote_id)
+    clock.shift(minutes=1)
+    await run_in_a_new_engine(connected_home, secrets, clock)  # both gone: the link goes
+    with Journal.open(paths.journal_file(connected_home)) as journal:
+        assert journal.pending() == []
+        # As a crash between the save and the trim would have left it:
+        journal.record_intents([IntentSpec(left.kind, left.side, left.payload, key=left.key)])
+        journal.confirm_many([(left.key, left.remote_id)])
+        journal.mark_saved([left.key], left.saved)
+
+    clock.shift(minutes=1)
+    summary, _ = await run_in_a_new_engine(connected_home, secrets, clock)
+    assert summary.writes == 0, summary.planned
+    engine = build_engine(connected_home, secrets, clock=clock.now, read_only=True)
+    try:
+        assert engine.store.links() == {}
+    finally:
+        await engine.aclose()

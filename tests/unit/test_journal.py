@@ -407,23 +407,24 @@ def test_intents_round_trip_with_their_times(journal_path: Path) -> None:
 def test_a_saved_mark_is_one_append_and_survives_reopening_and_compaction(
     journal_path: Path,
 ) -> None:
-    """The mark says a state save holds the outcome; a later process must still see it."""
+    """The mark names the state file version that holds the outcome; a later process must
+    still see it, and an intent keeps its first mark."""
     with Journal.open(journal_path) as journal:
         intents = journal.record_intents(
             [IntentSpec(IntentKind.CREATE, Side.SALESFORCE, PAYLOAD) for _ in range(3)]
         )
         journal.confirm_many([(i.key, f"00T{n}") for n, i in enumerate(intents)])
         writes = journal.write_count
-        journal.mark_saved([intents[0].key, intents[1].key, intents[1].key, "not-here"])
+        journal.mark_saved([intents[0].key, intents[1].key, intents[1].key, "not-here"], 7)
         assert journal.write_count == writes + 1
-        journal.mark_saved([intents[0].key])  # already marked: nothing to write
+        journal.mark_saved([intents[0].key], 8)  # already marked: nothing to write
         assert journal.write_count == writes + 1
     with Journal.open(journal_path) as journal:
-        assert [i.saved for i in journal.pending()] == [True, True, False]
+        assert [i.saved for i in journal.pending()] == [7, 7, 0]
         journal.discard(intents[2].key)
         journal._compact()  # a snapshot must carry the mark too
     with Journal.open(journal_path) as journal:
         assert [(i.key, i.saved) for i in journal.pending()] == [
-            (intents[0].key, True),
-            (intents[1].key, True),
+            (intents[0].key, 7),
+            (intents[1].key, 7),
         ]
