@@ -236,12 +236,18 @@ class SyncMachine(RuleBasedStateMachine):
         A crashed run may have written a field (journaled, then died before saving the new
         base): the value differs from the stored base, yet no user edited it. The engine
         settles such a base from the journal before planning; what it wrote is not an edit.
+        The same holds for a restore the user chose (taking the edited side of an
+        edit-vs-delete conflict) whose create a crash left in the journal: its base is the
+        edited side's values, which the user settled.
         """
         changed = {name for name in SC_FIELDS if fields.get(name) != link.base.get(name)}
         for intent in self.engine.journal.pending_updates():
             if intent.link_key != link.key or intent.target is not side:
                 continue
             changed -= {n for n in intent.fields if intent.written.get(n) == fields.get(n)}
+        for create in self.engine.journal.pending():
+            if create.replaces_link == link.key:
+                changed -= {n for n in SC_FIELDS if create.base.get(n) == fields.get(n)}
         return changed
 
     def _user_deleted(self, side: Side, tag: str) -> None:
@@ -692,3 +698,33 @@ def test_a_user_edit_after_a_crash_mid_update_survives_a_delete(shared: Shared) 
         assert any(t["Subject"].startswith("t1 ") for t in machine.sf.tasks())
 
     _replay(shared, steps)
+
+
+def _restore_then_crash(machine: SyncMachine, point: str) -> None:
+    """t2 edited in Salesforce and deleted in Sales Connect; the user restores it (takes
+    Salesforce); the run that restores it dies at `point`; then the user deletes the restored
+    copy in Sales Connect and works on t1 (edit in Salesforce, delete in Sales Connect)."""
+    machine.edit_one_side_delete_the_other(edit_sc=False, pick=0, take=Side.SALESFORCE)
+    machine.crash_and_restart_from_disk(hit=1, point=point)
+    machine.complete_in_sales_connect(pick=0)
+    machine.delete_in_sales_connect(pick=0)
+    machine.edit_one_side_delete_the_other(edit_sc=False, pick=0, take=None)
+
+
+def test_deleting_a_restored_copy_whose_create_a_crash_left_in_the_journal(shared: Shared) -> None:
+    """Found by the slow profile; the model's fault. The restore's create was journaled and
+    sent, then the process died. The user deleted the restored copy: deleting t2 in Salesforce
+    is right (its base is what the user chose to keep), not an edit deleted silently."""
+    _replay(shared, lambda machine: _restore_then_crash(machine, "after_remote_create"))
+
+
+def test_a_journaled_create_whose_link_a_later_run_removed_is_not_linked_again(
+    shared: Shared,
+) -> None:
+    """Found by the slow profile; the engine's fault. The restore was saved, the process died
+    before the journal entry was trimmed, and a later run deleted both tasks and their link;
+    the next run's recovery linked the long-gone pair again (then "deleted" it: a second run
+    that wrote). It showed only when a save in between wrote nothing, so this replay rarely
+    failed; `test_engine_saves.py` has the deterministic test of the fix (a journal mark names
+    the state file version that held the outcome, and a state file that new is trusted)."""
+    _replay(shared, lambda machine: _restore_then_crash(machine, "after_state_save"))
