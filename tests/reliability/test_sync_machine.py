@@ -327,7 +327,6 @@ class SyncMachine(RuleBasedStateMachine):
 
     # -- both sides at once: the cases rules 8 and 11 are about ---------------------------------
 
-    @precondition(lambda self: bool(self.engine.store.links()))
     @rule(
         pick=st.integers(0, 99),
         field=st.sampled_from(SC_FIELDS),
@@ -348,7 +347,6 @@ class SyncMachine(RuleBasedStateMachine):
         self.sf.update_task(sf_task["Id"], **_sf_write(field, other))
         self._sync_and_settle(take)
 
-    @precondition(lambda self: bool(self.engine.store.links()))
     @rule(pick=st.integers(0, 99), edit_sc=st.booleans(), take=st.sampled_from([None, *Side]))
     def edit_one_side_delete_the_other(self, pick: int, edit_sc: bool, take: Side | None) -> None:
         """Then sync, and settle the edit-vs-delete conflict (or leave it parked)."""
@@ -403,11 +401,13 @@ class SyncMachine(RuleBasedStateMachine):
         assert summary.outcome in (Outcome.DONE, Outcome.CONFLICTS), summary.message
         self._check_after_clean_run()
 
-    @precondition(lambda self: bool(self.engine.conflicts()))
     @rule(pick=st.integers(0, 99), side=st.sampled_from(Side))
     def resolve_a_conflict(self, pick: int, side: Side) -> None:
+        # No precondition on the engine's state: it can depend on timing (a deletion Salesforce
+        # reports a minute later), and hypothesis needs the same draws to pick the same rules.
         conflicts = self.engine.conflicts()
-        self._resolve(conflicts[pick % len(conflicts)], side)
+        if conflicts:
+            self._resolve(conflicts[pick % len(conflicts)], side)
 
     def _resolve(self, conflict: Any, side: Side) -> None:
         resolution = resolution_taking(conflict, side)
