@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
-from emulators.salesforce import SalesforceEmulator, create_app
-from emulators.server import serve_in_thread
+from emulators.salesforce import SalesforceEmulator
 
 V = "/services/data/v62.0"
 
 
-@pytest.fixture(scope="module")
-def served():
-    app = create_app()
-    with serve_in_thread(app) as server:
-        yield server, app.state.emulator
-
-
 @pytest.fixture
-def api(served) -> Iterator[tuple[httpx.Client, SalesforceEmulator]]:
-    server, emulator = served
-    emulator.reset()
-    token = emulator.issue_access_token()
-    headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=server.base_url, headers=headers, timeout=10) as client:
-        yield client, emulator
+def api(
+    sf_emulator: SalesforceEmulator, sf_client: Callable[..., httpx.Client]
+) -> tuple[httpx.Client, SalesforceEmulator]:
+    return sf_client(), sf_emulator
 
 
 def date_of(response: httpx.Response) -> datetime:

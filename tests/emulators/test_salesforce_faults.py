@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 
-from emulators.salesforce import SalesforceEmulator, create_app
-from emulators.server import serve_in_thread
+from emulators.salesforce import SalesforceEmulator
 
 V = "/services/data/v62.0"
 QUERY = {"q": "SELECT Id FROM Task"}
 
 
-@pytest.fixture(scope="module")
-def served():
-    app = create_app()
-    with serve_in_thread(app) as server:
-        yield server, app.state.emulator
-
-
 @pytest.fixture
-def env(served) -> Iterator[tuple[httpx.Client, httpx.Client, SalesforceEmulator]]:
-    server, emulator = served
-    emulator.reset()
-    headers = {"Authorization": f"Bearer {emulator.issue_access_token()}"}
-    with (
-        httpx.Client(base_url=server.base_url + V, headers=headers, timeout=5) as data,
-        httpx.Client(base_url=server.base_url, timeout=5) as root,
-    ):
-        yield data, root, emulator
+def env(
+    sf_emulator: SalesforceEmulator, sf_client: Callable[..., httpx.Client]
+) -> tuple[httpx.Client, httpx.Client, SalesforceEmulator]:
+    data = sf_client(V, timeout=5)
+    root = sf_client(authorized=False, timeout=5)
+    return data, root, sf_emulator
 
 
 # A dropped connection surfaces as one or the other, depending on whether the client is still

@@ -8,7 +8,6 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
@@ -42,20 +41,14 @@ PRIVATE_KEY, PUBLIC_KEY = _rsa_pair()
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[RunningServer, object]]:
-    config = replace(default_config(), jwt_public_key_pem=PUBLIC_KEY)
-    app = create_app(config)
-    with serve_in_thread(app) as server:
-        yield server, app.state.emulator
+def sf_emulator_config() -> SalesforceEmulatorConfig:
+    return replace(default_config(), jwt_public_key_pem=PUBLIC_KEY)
 
 
 @pytest.fixture
-def env(served):
-    server, emulator = served
-    emulator.reset()
-    emulator.set_auto_approve(False)
-    with httpx.Client(base_url=server.base_url, timeout=10) as client:
-        yield client, emulator, server
+def env(served, sf_emulator, sf_client):
+    sf_emulator.set_auto_approve(False)
+    return sf_client(authorized=False), sf_emulator, served[0]
 
 
 def pkce_pair() -> tuple[str, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -11,28 +11,18 @@ import httpx
 import pytest
 
 from emulators.salesforce import SalesforceEmulator, create_app, default_config
-from emulators.server import serve_in_thread
 from emulators.sf_ids import make_id
+from tests.emulators.salesforce_setup import authorized_client, serve_salesforce
 
 SF_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
 V = "/services/data/v62.0"
 
 
-@pytest.fixture(scope="module")
-def served():
-    app = create_app()
-    with serve_in_thread(app) as server:
-        yield server, app.state.emulator
-
-
 @pytest.fixture
-def api(served) -> Iterator[tuple[httpx.Client, SalesforceEmulator]]:
-    server, emulator = served
-    emulator.reset()
-    token = emulator.issue_access_token()
-    headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=server.base_url + V, headers=headers, timeout=10) as client:
-        yield client, emulator
+def api(
+    sf_emulator: SalesforceEmulator, sf_client: Callable[..., httpx.Client]
+) -> tuple[httpx.Client, SalesforceEmulator]:
+    return sf_client(V), sf_emulator
 
 
 def sf_time(value: datetime) -> str:
@@ -237,17 +227,16 @@ def test_upsert_on_a_field_that_is_not_an_external_id(api) -> None:
 
 def test_org_without_the_external_id_field() -> None:
     config = replace(default_config(), external_id_field=None)
-    app = create_app(config)
-    emulator = app.state.emulator
-    with serve_in_thread(app) as server:
-        headers = {"Authorization": f"Bearer {emulator.issue_access_token()}"}
-        with httpx.Client(base_url=server.base_url + V, headers=headers) as client:
-            upsert = client.patch("/sobjects/Task/ReminderSync_Key__c/k", json={})
-            assert upsert.status_code == 404
-            names = [f["name"] for f in client.get("/sobjects/Task/describe").json()["fields"]]
-            assert "ReminderSync_Key__c" not in names
-            query = client.get("/query", params={"q": "SELECT ReminderSync_Key__c FROM Task"})
-            assert query.json()[0]["errorCode"] == "INVALID_FIELD"
+    with (
+        serve_salesforce(config) as (server, emulator),
+        authorized_client(server, emulator, V, timeout=5) as client,
+    ):
+        upsert = client.patch("/sobjects/Task/ReminderSync_Key__c/k", json={})
+        assert upsert.status_code == 404
+        names = [f["name"] for f in client.get("/sobjects/Task/describe").json()["fields"]]
+        assert "ReminderSync_Key__c" not in names
+        query = client.get("/query", params={"q": "SELECT ReminderSync_Key__c FROM Task"})
+        assert query.json()[0]["errorCode"] == "INVALID_FIELD"
 
 
 # ----------------------------------------------------------------------------- describe etc.
@@ -619,21 +608,20 @@ def test_every_data_response_carries_sforce_limit_info(api) -> None:
 
 def test_daily_limit_ends_in_403_until_24_hours_pass() -> None:
     config = replace(default_config(), daily_api_limit=5)
-    app = create_app(config)
-    emulator = app.state.emulator
-    with serve_in_thread(app) as server:
-        headers = {"Authorization": f"Bearer {emulator.issue_access_token()}"}
-        with httpx.Client(base_url=server.base_url + V, headers=headers) as client:
-            statuses = [client.get("/limits").status_code for _ in range(6)]
-            assert statuses == [200, 200, 200, 200, 200, 403]
-            refused = client.get("/limits")
-            assert refused.json() == [
-                {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
-            ]
-            assert refused.headers["Sforce-Limit-Info"] == "api-usage=5/5"
-            emulator.advance_clock(24 * 3600 + 1)
-            client.headers["Authorization"] = f"Bearer {emulator.issue_access_token()}"
-            assert client.get("/limits").status_code == 200
+    with (
+        serve_salesforce(config) as (server, emulator),
+        authorized_client(server, emulator, V, timeout=5) as client,
+    ):
+        statuses = [client.get("/limits").status_code for _ in range(6)]
+        assert statuses == [200, 200, 200, 200, 200, 403]
+        refused = client.get("/limits")
+        assert refused.json() == [
+            {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
+        ]
+        assert refused.headers["Sforce-Limit-Info"] == "api-usage=5/5"
+        emulator.advance_clock(24 * 3600 + 1)
+        client.headers["Authorization"] = f"Bearer {emulator.issue_access_token()}"
+        assert client.get("/limits").status_code == 200
 
 
 def test_unauthenticated_requests_do_not_count(api, served) -> None:

@@ -21,8 +21,9 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from emulators.salesforce import SalesforceEmulator, create_app
-from emulators.server import RunningServer, self_signed_certificate, serve_in_thread
+from emulators.salesforce import SalesforceEmulator
+from emulators.server import RunningServer, self_signed_certificate
+from tests.emulators.salesforce_setup import serve_salesforce
 
 VERSION = "62.0"
 
@@ -30,9 +31,8 @@ VERSION = "62.0"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[tuple[RunningServer, SalesforceEmulator, str]]:
     cert = self_signed_certificate(tmp_path_factory.mktemp("tls"))
-    app = create_app()
-    with serve_in_thread(app, tls=cert) as server:
-        yield server, app.state.emulator, cert.certfile
+    with serve_salesforce(tls=cert) as (server, emulator):
+        yield server, emulator, cert.certfile
 
 
 @pytest.fixture
