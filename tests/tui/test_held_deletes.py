@@ -3,7 +3,11 @@ app asks, and only a "yes" deletes (end to end against both emulators)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
+
+from textual.pilot import Pilot
 
 from tests.integration.test_engine_sync import first_sync, sc_partner
 from tests.tui.conftest import SIZE, wait_until
@@ -21,14 +25,23 @@ async def deleted_in_salesforce(engine: Any, sf: Any) -> list[str]:
     return partners
 
 
-async def test_held_deletes_are_asked_about_and_a_yes_deletes_them(
-    engine: Any, sf: Any, sc: Any
-) -> None:
+@contextlib.asynccontextmanager
+async def asked_about_held_deletes(
+    engine: Any, sf: Any
+) -> AsyncIterator[tuple[ReminderSyncApp, Pilot, list[str]]]:
+    """The dashboard once a run held five Salesforce deletes back and it asks about them."""
     partners = await deleted_in_salesforce(engine, sf)
     app = ReminderSyncApp(engine, run_engine=False)
     async with app.run_test(size=SIZE) as pilot:
         await engine.run_once()
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question")
+        yield app, pilot, partners
+
+
+async def test_held_deletes_are_asked_about_and_a_yes_deletes_them(
+    engine: Any, sf: Any, sc: Any
+) -> None:
+    async with asked_about_held_deletes(engine, sf) as (_, pilot, partners):
         assert all(sc.get_task(i) is not None for i in partners), "nothing deleted before a yes"
 
         await pilot.press("y")
@@ -42,11 +55,7 @@ async def test_held_deletes_are_asked_about_and_a_yes_deletes_them(
 async def test_a_no_deletes_nothing_and_is_not_asked_again_for_the_same_deletes(
     engine: Any, sf: Any, sc: Any
 ) -> None:
-    partners = await deleted_in_salesforce(engine, sf)
-    app = ReminderSyncApp(engine, run_engine=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await engine.run_once()
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question")
+    async with asked_about_held_deletes(engine, sf) as (app, pilot, partners):
         await pilot.press("n")
         await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmDialog), what="closed")
 
