@@ -1,4 +1,5 @@
-"""The task table applies keyed diffs: only what changed is touched, the cursor stays put."""
+"""The task table applies keyed diffs: only what changed is touched and repainted, the cursor
+stays on its task, and what is drawn is the cells' text, never markup."""
 
 from __future__ import annotations
 
@@ -23,7 +24,12 @@ class TableApp(App):
 
 
 def shown(table: TaskTable) -> list[tuple[str, str]]:
-    return [(r.key.value, str(table.get_cell(r.key, "name"))) for r in table.ordered_rows]
+    return [(key, str(table.cells_of(key)[1])) for key in table.keys]
+
+
+def drawn(table: TaskTable) -> list[str]:
+    """The table's lines as painted (header first), trailing blanks dropped."""
+    return [table.render_line(y).text.rstrip() for y in range(table.size.height)]
 
 
 async def test_first_show_builds_then_updates_only_changed_cells() -> None:
@@ -31,16 +37,18 @@ async def test_first_show_builds_then_updates_only_changed_cells() -> None:
     async with app.run_test(size=(80, 20)) as pilot:
         table = app.query_one(TaskTable)
         stats = table.show([row("a", "Call Jane"), row("b", "Email Bob")])
-        assert stats.rebuilt and stats.added == 2
+        assert stats.added == 2
+        await pilot.pause()
         stats = table.show([row("a", "Call Jane"), row("b", "Email Bob", due="today")])
-        assert (stats.rebuilt, stats.added, stats.removed, stats.updated_cells) == (
-            False,
+        assert (stats.added, stats.removed, stats.updated_cells, stats.repainted_rows) == (
             0,
             0,
             1,
+            1,
         )
-        assert str(table.get_cell("b", "due")) == "today"
+        assert str(table.cells_of("b")[2]) == "today"
         await pilot.pause()
+        assert "Email Bob" in drawn(table)[2] and drawn(table)[2].endswith("today")
 
 
 async def test_new_rows_are_added_and_order_follows_the_list() -> None:
@@ -49,20 +57,20 @@ async def test_new_rows_are_added_and_order_follows_the_list() -> None:
         table = app.query_one(TaskTable)
         table.show([row("a", "A"), row("c", "C")])
         stats = table.show([row("a", "A"), row("b", "B"), row("c", "C")])
-        assert stats.added == 1 and not stats.rebuilt
+        assert stats.added == 1 and not stats.sorted
         assert shown(table) == [("a", "A"), ("b", "B"), ("c", "C")]
         assert table.keys == ["a", "b", "c"]
 
 
-async def test_a_few_removed_rows_are_removed_most_removed_rebuilds() -> None:
+async def test_removed_rows_leave_the_table() -> None:
     app = TableApp()
     async with app.run_test(size=(80, 20)):
         table = app.query_one(TaskTable)
         table.show([row(k, k.upper()) for k in "abcdef"])
         stats = table.show([row(k, k.upper()) for k in "abcde"])
-        assert stats.removed == 1 and not stats.rebuilt
+        assert stats.removed == 1 and stats.added == 0
         stats = table.show([row("a", "A")])
-        assert stats.rebuilt
+        assert stats.removed == 4
         assert shown(table) == [("a", "A")]
 
 
@@ -87,30 +95,41 @@ async def test_markup_and_escape_sequences_show_literally() -> None:
         table = app.query_one(TaskTable)
         table.show([RowView("a", (Text("!"), plain("[/x] \x1b[2Jboom"), Text("")))])
         await pilot.pause()
-        assert str(table.get_cell("a", "name")) == "[/x] boom"
+        assert str(table.cells_of("a")[1]) == "[/x] boom"
+        assert "[/x] boom" in drawn(table)[1]
 
 
-async def test_ten_thousand_rows_update_by_diff_not_rebuild() -> None:
+async def test_ten_thousand_rows_update_by_diff_and_repaint_only_what_is_on_screen() -> None:
     app = TableApp()
     async with app.run_test(size=(80, 20)) as pilot:
         table = app.query_one(TaskTable)
         rows = [row(f"k{i}", f"Task {i}", due="Mar 14") for i in range(10_000)]
-        assert table.show(rows).rebuilt
+        assert table.show(rows).added == 10_000
         await pilot.pause()
+        assert "Task 0" in drawn(table)[1]
+        # Off screen: held, but nothing is painted again.
         rows[5000] = row("k5000", "Task 5000 (renamed)", due="Mar 14")
         stats = table.show(rows)
-        assert (stats.rebuilt, stats.updated_cells, stats.added, stats.sorted) == (
-            False,
+        assert (stats.updated_cells, stats.added, stats.sorted, stats.repainted_rows) == (
             1,
             0,
             False,
+            0,
         )
-        assert str(table.get_cell("k5000", "name")) == "Task 5000 (renamed)"
+        assert str(table.cells_of("k5000")[1]) == "Task 5000 (renamed)"
+        # On screen: that one row is painted again, with its new text.
+        rows[3] = row("k3", "Task 3 (renamed)", due="Mar 14")
+        assert table.show(rows).repainted_rows == 1
+        await pilot.pause()
+        assert "Task 3 (renamed)" in drawn(table)[4]
         stats = table.show([*rows[:-3], row("new", "A new task")])
-        assert (stats.rebuilt, stats.removed, stats.added) == (False, 3, 1)
+        assert (stats.removed, stats.added) == (3, 1)
         assert table.row_count == 9_998
-        stats = table.show(rows[:2000])  # most rows left: one rebuild, not 8,000 removals
-        assert stats.rebuilt and table.row_count == 2000
+        stats = table.show(rows[:2000])
+        assert stats.removed == 7_998 and table.row_count == 2000
+        table.move_to_key("k1999")
+        await pilot.pause()
+        assert "Task 1999" in drawn(table)[-1]  # the cursor's row was scrolled into view
 
 
 async def test_many_rows_leave_and_arrive_in_one_update() -> None:
@@ -120,14 +139,13 @@ async def test_many_rows_leave_and_arrive_in_one_update() -> None:
         rows = [row(f"k{i}", f"Task {i}") for i in range(100)]
         table.show(rows)
         table.move_to_key("k50")
-        kept = [r for i, r in enumerate(rows) if i % 3]  # a third leave: removed, not rebuilt
+        kept = [r for i, r in enumerate(rows) if i % 3]  # a third leave
         wanted = [row("new", "A new task"), *kept[::-1]]
         stats = table.show(wanted)
-        assert (stats.rebuilt, stats.removed, stats.added, stats.sorted) == (False, 34, 1, True)
+        assert (stats.removed, stats.added, stats.sorted) == (34, 1, True)
         order = [r.key for r in wanted]
         assert table.keys == order
-        assert [r.key.value for r in table.ordered_rows] == order
-        assert [table.get_row_index(key) for key in order] == list(range(len(order)))
+        assert [table.index_of(key) for key in order] == list(range(len(order)))
         assert shown(table)[0] == ("new", "A new task")
         assert table.cursor_key == "k50"  # the cursor stayed on its task
         await pilot.press("down")
@@ -144,4 +162,4 @@ async def test_rows_given_the_same_cells_are_not_touched() -> None:
         stats = table.show([rows[0], row("b", "B")])  # equal cells, new objects
         assert stats.updated_cells == 0
         stats = table.show([rows[0], row("b", "B", due="today")])
-        assert stats.updated_cells == 1 and str(table.get_cell("b", "due")) == "today"
+        assert stats.updated_cells == 1 and str(table.cells_of("b")[2]) == "today"

@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from sync.model import STATUS_COMPLETE, STATUS_OPEN, Side, Task
 from tui.widgets.row_index import RowIndex
@@ -249,8 +249,8 @@ class DashboardScreen(Screen):
         key = self.table.cursor_key
         return self._rows_by_key.get(key) if key is not None else None
 
-    @on(DataTable.RowHighlighted)
-    def _on_highlight(self, event: DataTable.RowHighlighted) -> None:
+    @on(TaskTable.RowHighlighted)
+    def _on_highlight(self, event: TaskTable.RowHighlighted) -> None:
         self.refresh_detail()
 
     # -- reactive changes --------------------------------------------------------------------
