@@ -56,7 +56,12 @@ async def test_progress_redraws_the_status_line_without_asking_the_engine(demo: 
     app = ReminderSyncApp(demo.engine, run_engine=False)
     async with app.run_test(size=SIZE) as pilot:
         app.post_message(messages.SyncStarted(events.SyncStarted("r1", "manual")))
-        await pilot.pause()
+        # The start is shown by one refresh, which may wait for the first paint's to age.
+        await wait_until(
+            pilot,
+            lambda: "syncing" in str(app.screen.query_one(StatusBar).render()),
+            what="the run's start in the status line",
+        )
         calls = count_reads(demo.engine)
         for done in range(1, 301):
             app.post_message(messages.SyncProgress(events.SyncProgress("r1", "write", done, 300)))

@@ -11,9 +11,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Label, Static
+from textual.widgets import DataTable, Label, Static
 
 from sync.model import FIELDS
+from tui.widgets.key_bar import KeyBar
 from tui.widgets.text import plain, sanitize
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class ActivityScreen(Screen):
         yield Label("Failed tasks", classes="section")
         yield Static(id="error-summary")
         yield DataTable(id="errors", cursor_type="row")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         log = self.query_one("#log", DataTable)

@@ -14,10 +14,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from sync.model import FIELDS, Choice, Conflict, ConflictKind, Resolution, Side
 from tui.screens.task import FIELD_LABELS
+from tui.widgets.key_bar import KeyBar
 from tui.widgets.text import clip, plain, sanitize
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class ConflictScreen(Screen):
         yield Static(id="conflict-help")
         yield FieldTable(id="fields", cursor_type="row", zebra_stripes=False)
         yield Static(id="conflict-detail")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one(FieldTable)

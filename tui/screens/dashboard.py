@@ -17,9 +17,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input
 
 from sync.model import STATUS_COMPLETE, STATUS_OPEN, Side, Task
+from tui.widgets.key_bar import KeyBar
+from tui.widgets.line import Line
 from tui.widgets.row_index import RowIndex
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.task_rows import Layout, sf_priority, sf_status, state_of
@@ -94,16 +96,16 @@ class DashboardScreen(Screen):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield Static(id="title-bar")
+        yield Line(id="title-bar")
         yield Input(
             placeholder="filter: type to match names and comments, enter to keep",
             id="filter",
             compact=True,
         )
         yield SideBySideTable(id="tasks")
-        yield Static(id="detail")
+        yield Line(id="detail")
         yield StatusBar(id="status")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self._composed = True
@@ -197,7 +199,7 @@ class DashboardScreen(Screen):
             title.append(f"  due today & tomorrow · {today:%a %d %b}", "dim")
         if self.rs_app.demo_label:
             title.append(f"  {self.rs_app.demo_label}", "italic magenta")
-        self.query_one("#title-bar", Static).update(title)
+        self.query_one("#title-bar", Line).show_text(title)
 
     def refresh_status(self) -> None:
         self.query_one(StatusBar).show(
@@ -236,7 +238,7 @@ class DashboardScreen(Screen):
             else:
                 detail.append("  ")
             detail.append_text(reason)
-        self.query_one("#detail", Static).update(detail)
+        self.query_one("#detail", Line).show_text(detail)
 
     def _empty_hint(self) -> str:
         if self.filter_text:

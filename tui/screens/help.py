@@ -10,8 +10,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
+from tui.widgets.key_bar import KeyBar
 from tui.widgets.task_rows import MARKERS
 
 DASHBOARD_KEYS = (
@@ -79,7 +80,7 @@ class HelpScreen(ModalScreen[None]):
             yield Static(key_table("Dashboard", DASHBOARD_KEYS))
             yield Static(key_table("Conflict screen", CONFLICT_KEYS))
             yield Static(markers)
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -14,10 +14,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from sync.model import FIELDS, Policy, Side
 from tui.screens.task import FIELD_LABELS
+from tui.widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
     from tui.app import ReminderSyncApp
@@ -86,7 +87,7 @@ class SettingsScreen(Screen):
             with Horizontal(classes="buttons"):
                 yield Button("Save (ctrl+s)", id="save", variant="primary", compact=True)
                 yield Button("Back (esc)", id="back", compact=True)
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.refresh_from_engine()

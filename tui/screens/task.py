@@ -10,9 +10,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from sync.model import FIELDS, Side
+from tui.widgets.key_bar import KeyBar
 from tui.widgets.task_rows import sf_priority, sf_status, state_of
 from tui.widgets.text import multiline, plain
 
@@ -77,7 +78,7 @@ class TaskScreen(ModalScreen[None]):
         with VerticalScroll(classes="dialog wide tall"):
             yield Static(head, classes="dialog-title")
             yield Static(table)
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -10,9 +10,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Center, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Button, Static
 
 from sync.model import Side
+from tui.widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
     from tui.app import ReminderSyncApp
@@ -47,7 +48,7 @@ class WelcomeScreen(Screen):
             yield Button("Try the demo (d): no account needed", id="demo", variant="primary")
             yield Button("Log in to Salesforce (f)", id="login-salesforce")
             yield Button("Log in to Sales Connect (c)", id="login-salesconnect")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#demo", Button).focus()

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from rich.text import Text
-from textual.widgets import Static
 
+from tui.widgets.line import Line
 from tui.widgets.text import sanitize
 
 
@@ -82,7 +82,7 @@ def render_status(view: StatusView, tz: tzinfo | None = None, *, wide: bool = Tr
     return text
 
 
-class StatusBar(Static):
+class StatusBar(Line):
     """Shows a `StatusView`; the dashboard replaces the view whenever something changes."""
 
     DEFAULT_CSS = """
@@ -90,14 +90,14 @@ class StatusBar(Static):
     """
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__("", id=id, markup=False)
+        super().__init__(id=id)
         self.view = StatusView()
         self.tz: tzinfo | None = None
 
     def show(self, view: StatusView, tz: tzinfo | None = None) -> None:
         self.view = view
         self.tz = tz
-        self.update(render_status(view, tz, wide=self.size.width >= 100 or self.size.width == 0))
+        self.show_text(render_status(view, tz, wide=self.size.width >= 100 or self.size.width == 0))
 
     def on_resize(self) -> None:
         self.show(self.view, self.tz)
