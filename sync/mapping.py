@@ -85,6 +85,8 @@ def sanitize_text(value: Any) -> str:
     (except newline and tab) and bidi controls removed. Non-strings become ""."""
     if not isinstance(value, str):
         return ""
+    if value.isascii() and value.isprintable():  # no escape, control or bidi character
+        return value
     text = _ESCAPES.sub("", value) if any(c in value for c in _ESCAPE_STARTS) else value
     text = text.translate(_BIDI)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -97,12 +99,16 @@ def normalize_text(value: Any) -> str:
     Two values that normalise alike are the same value: a server's cosmetic rewrite (CRLF,
     trailing spaces, decomposed accents) is not an edit.
     """
+    if isinstance(value, str) and value.isascii() and value.isprintable():
+        return value.strip()  # one line, nothing to remove or compose (most subjects)
     text = unicodedata.normalize("NFC", sanitize_text(value))
     return "\n".join(line.rstrip() for line in text.split("\n")).strip()
 
 
 def sf_units(text: str) -> int:
     """Length as Salesforce may count it (UTF-16 code units): the safe upper bound."""
+    if text.isascii():  # one unit per character (the common case, and no copy to count)
+        return len(text)
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
@@ -484,9 +490,10 @@ def project_to_sf(task: Task) -> Task:
     The planner compares a Salesforce task against this projection of the base, so a cut made
     by the sync is never mistaken for an edit in Salesforce (rule 10).
     """
-    return task.replace(
-        name=fit(task.name, SF_SUBJECT_MAX), details=fit(task.details, SF_DESCRIPTION_MAX)
-    )
+    name, details = fit(task.name, SF_SUBJECT_MAX), fit(task.details, SF_DESCRIPTION_MAX)
+    if name is task.name and details is task.details:
+        return task  # it fits as it is (the common case): no copy
+    return task.replace(name=name, details=details)
 
 
 # --- tombstones -----------------------------------------------------------------------------

@@ -74,9 +74,18 @@ class Task:
         return getattr(self, field_name)
 
     def replace(self, **changes: Any) -> Task:
-        values = {name: getattr(self, name) for name in FIELDS}
-        values.update(changes)
-        return Task(**values)
+        if not changes:
+            return self
+        task = Task(
+            changes.pop("name", self.name),
+            changes.pop("status", self.status),
+            changes.pop("priority", self.priority),
+            changes.pop("due_date", self.due_date),
+            changes.pop("details", self.details),
+        )
+        if changes:
+            raise TypeError(f"Task has no field {next(iter(changes))!r}")
+        return task
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in FIELDS}

@@ -81,6 +81,7 @@ from sync.storage import (
     read_json_file,
     remove_stale_temp_files,
     serialise,
+    serialise_text,
 )
 
 log = logging.getLogger(__name__)
@@ -239,15 +240,26 @@ class ParkedError:
 
 
 def _side_key(side: Side | str, task_id: str) -> str:
-    return f"{Side(side).value}:{task_id}"
+    return f"{side._value_ if isinstance(side, Side) else Side(side).value}:{task_id}"
+
+
+# The last time written out, and its text: a batch of created tasks (and the audit entries of
+# a run) share one time, and `isoformat` of an aware time costs as much as encoding a small
+# document. One (time, text) tuple, replaced whole, so a reader on another thread sees a pair.
+_last_dt: tuple[datetime | None, str | None] = (None, None)
 
 
 def _dt_out(value: datetime | None) -> str | None:
+    global _last_dt
     if value is None:
         return None
-    if value.tzinfo is None:  # naive times are taken as UTC rather than guessed local
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat()
+    last, text = _last_dt
+    if value is last:
+        return text
+    stamp = value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # naive: UTC
+    text = stamp.isoformat()
+    _last_dt = (value, text)
+    return text
 
 
 def _dt_in(value: str | None) -> datetime | None:
@@ -269,7 +281,14 @@ def _field_in(name: str, value: Any) -> Any:
 def task_to_json(task: Task | None) -> dict[str, Any] | None:
     if task is None:
         return None
-    return {name: _field_out(name, getattr(task, name)) for name in FIELDS}
+    due = task.due_date
+    return {  # spelled out (FIELDS order): this runs for every task cached, linked or journaled
+        "name": task.name,
+        "status": task.status,
+        "priority": task.priority,
+        "due_date": due.isoformat() if isinstance(due, date) else due,
+        "details": task.details,
+    }
 
 
 def task_from_json(doc: Mapping[str, Any] | None) -> Task | None:
@@ -365,18 +384,19 @@ def resolution_from_json(doc: Mapping[str, Any]) -> Resolution:
 
 
 def side_task_to_json(task: SideTask) -> dict[str, Any]:
+    created, updated = task.created_at, task.updated_at
     return {
-        "side": task.side.value,
+        "side": task.side._value_,  # not `.value`: an enum property is a slow read
         "id": task.id,
         "fields": task_to_json(task.fields),
         "version": task.version,
-        "created_at": _dt_out(task.created_at),
-        "updated_at": _dt_out(task.updated_at),
+        "created_at": _dt_out(created),
+        "updated_at": _dt_out(created) if updated is created else _dt_out(updated),
         "deleted": task.deleted,
         "in_scope": task.in_scope,
         "scope_reason": task.scope_reason,
-        "raw": dict(task.raw),
-        "problems": dict(task.problems),
+        "raw": dict(task.raw) if task.raw else {},
+        "problems": dict(task.problems) if task.problems else {},
     }
 
 
@@ -1192,7 +1212,9 @@ class StateStore:
             "at": _dt_out(at or self.clock()),
             "run_id": run_id,
             "kind": kind,
-            "side": Side(side).value if side else None,
+            "side": (side._value_ if isinstance(side, Side) else Side(side).value)
+            if side
+            else None,
             "sc_id": sc_id,
             "sf_id": sf_id,
             "before": _fields_out(before),
@@ -1200,7 +1222,7 @@ class StateStore:
             "message": message,
             "category": category,
         }
-        serialise(entry)  # a value that cannot be saved is refused here, not at the next save
+        serialise_text(entry)  # a value that cannot be saved is refused here, not at the save
         table = self._activity.tables.setdefault(AUDIT_TABLE, {})
         doc_id = str(self._audit_next)
         self._audit_next += 1

@@ -1,0 +1,76 @@
+"""The shortcuts taken for the common case give exactly what the full path gives."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+
+from sync import mapping
+from sync.mapping import normalize_text, project_to_sf, sanitize_text, sf_units
+from sync.model import Task
+from sync.store import _dt_out
+
+SAMPLES = [
+    "Call Ada",
+    "  padded both ends  ",
+    "trailing tab\t",
+    "two\nlines  \n",
+    "crlf\r\nline",
+    "esc \x1b[31mred\x1b[0m",
+    "bidi \u202eevil",
+    "caf\u0065\u0301",  # decomposed accent
+    "emoji 👍🏽 and ascii",
+    "",
+    " ",
+    "~!@#$%^&*()_+{}|:\"<>?`-=[]\\;',./",
+]
+
+
+def full_normalize(value: str) -> str:
+    """normalize_text as it was written before the ASCII shortcut."""
+    text = unicodedata.normalize("NFC", sanitize_text(value))
+    return "\n".join(line.rstrip() for line in text.split("\n")).strip()
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_normalising_gives_what_the_full_path_gives(text: str) -> None:
+    assert normalize_text(text) == full_normalize(text)
+
+
+def test_sf_units_counts_utf16_units() -> None:
+    for text in SAMPLES:
+        assert sf_units(text) == len(text.encode("utf-16-le", "surrogatepass")) // 2
+    assert sf_units("👍") == 2 and sf_units("abc") == 3
+
+
+def test_a_task_that_fits_salesforce_is_its_own_projection() -> None:
+    task = Task("Call Ada", details="short")
+    assert project_to_sf(task) is task
+    long = Task("x" * 300, details="d")
+    cut = project_to_sf(long)
+    assert cut.name == "x" * 254 + mapping.ELLIPSIS and cut.details == "d"
+
+
+def test_task_replace_changes_only_what_is_named() -> None:
+    task = Task("a", "open", "high", date(2026, 1, 2), "d")
+    assert task.replace() is task
+    assert task.replace(details="e", status="complete") == Task(
+        "a", "complete", "high", date(2026, 1, 2), "e"
+    )
+    with pytest.raises(TypeError):
+        task.replace(nme="typo")
+
+
+def test_a_time_written_twice_is_the_same_text() -> None:
+    at = datetime(2026, 11, 30, 12, 0, 0, 5, tzinfo=UTC)
+    other = at + timedelta(seconds=1)
+    naive = datetime(2026, 11, 30, 12, 0)
+    paris = datetime(2026, 11, 30, 13, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert _dt_out(at) == _dt_out(at) == at.isoformat()
+    assert _dt_out(other) == other.isoformat()
+    assert _dt_out(at) == at.isoformat()  # the memo follows the value, not the last call
+    assert _dt_out(naive) == "2026-11-30T12:00:00+00:00"
+    assert _dt_out(paris) == paris.isoformat()
+    assert _dt_out(None) is None
