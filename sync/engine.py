@@ -444,7 +444,7 @@ class SyncEngine:
                 message="Sync is off: turn it on first (reminder-sync enable, or Settings).",
             )
         sc, sf = await self._connect()
-        if not dry_run and self.journal.pending():
+        if not dry_run and self.journal.has_pending_creates():
             self._set_phase(run_id, "recover")
             await self._recover(run_id, sc, sf)
 
@@ -907,9 +907,12 @@ class SyncEngine:
             now=self.clock,
             saver=self._saver,
         )
-        pending = self.journal.pending()
+        # A save of this state file (or of an older one) holds these outcomes: the state is
+        # the authority (the link is there, or a later run removed it on purpose), and only
+        # the trim is due. After a big import that is most of the journal: not read back.
+        in_state: list[str] = self.journal.held_creates(self.store.generation)
+        pending = self.journal.pending(held_by=self.store.generation)
         settled: list[str] = []
-        in_state: list[str] = []  # a save holds their outcome: only the trim is due
         todo: list[CreateIntent] = []
         confirmed = [i for i in pending if i.remote_id]
         for intent in confirmed:  # created and journaled; maybe only the state save was missed
@@ -1365,7 +1368,13 @@ def default_secret_store() -> Any:
 class ReadOnlyJournal:
     """For a read-only engine (status while another process syncs): never written."""
 
-    def pending(self) -> list[CreateIntent]:
+    def pending(self, *, held_by: int = 0) -> list[CreateIntent]:
+        return []
+
+    def has_pending_creates(self) -> bool:
+        return False
+
+    def held_creates(self, generation: int) -> list[str]:
         return []
 
     def pending_updates(self) -> list[UpdateIntent]:

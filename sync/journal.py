@@ -72,7 +72,7 @@ import os
 import stat
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -145,18 +145,40 @@ class Intent:
         return self.remote_id is not None
 
 
-def _to_json(intent: Intent) -> dict[str, Any]:
-    return {
+def _to_json(intent: Intent, times: dict[datetime, str] | None = None) -> dict[str, Any]:
+    """An intent's snapshot document; what is unset is left out (`_from_json` defaults it).
+    `times`: times already written out (a batch shares one; `isoformat` of an aware time is
+    a good part of the cost of a small intent)."""
+    times = {} if times is None else times
+    created = times.get(intent.created_at) or times.setdefault(
+        intent.created_at, intent.created_at.isoformat()
+    )
+    doc = {
         "key": intent.key,
         "kind": intent.kind.value,
         "side": intent.side.value,
         "payload": dict(intent.payload),
-        "created_at": intent.created_at.isoformat(),
-        "run_id": intent.run_id,
-        "remote_id": intent.remote_id,
-        "confirmed_at": intent.confirmed_at.isoformat() if intent.confirmed_at else None,
-        **({"saved": intent.saved} if intent.saved else {}),
+        "created_at": created,
     }
+    if intent.run_id:
+        doc["run_id"] = intent.run_id
+    if intent.remote_id is not None:
+        doc["remote_id"] = intent.remote_id
+    if intent.confirmed_at is not None:
+        at = intent.confirmed_at
+        doc["confirmed_at"] = times.get(at) or times.setdefault(at, at.isoformat())
+    if intent.saved:
+        doc["saved"] = intent.saved
+    return doc
+
+
+def _evolve(intent: Intent, **changes: Any) -> Intent:
+    """`dataclasses.replace` for an intent, without its per-call cost (runs for every create
+    confirmed and every outcome saved; the fields are plain values, nothing to validate)."""
+    new = object.__new__(Intent)
+    new.__dict__.update(intent.__dict__)
+    new.__dict__.update(changes)
+    return new
 
 
 def _from_json(doc: Mapping[str, Any]) -> Intent:
@@ -252,13 +274,13 @@ def _replay(path: Path, intents: dict[str, Intent], event: Any, number: int) -> 
             for key, remote_id, at in items:
                 if key not in intents:
                     raise ValueError(f"confirms intent {key}, which is not in the journal")
-                intents[key] = replace(
+                intents[key] = _evolve(
                     intents[key], remote_id=str(remote_id), confirmed_at=datetime.fromisoformat(at)
                 )
         elif op == "saved":
             for key, generation in items:
                 if key in intents:
-                    intents[key] = replace(intents[key], saved=int(generation))
+                    intents[key] = _evolve(intents[key], saved=int(generation))
         elif op == "discard":
             for key in items:
                 intents.pop(key, None)
@@ -342,7 +364,8 @@ class Journal:
     def _compact(self, intents: dict[str, Intent] | None = None) -> None:
         """Rewrite the file as one snapshot of `intents` (default: the current ones)."""
         intents = self._intents if intents is None else intents
-        parts = {key: serialise_text(_to_json(i)) for key, i in intents.items()}
+        times: dict[datetime, str] = {}
+        parts = {key: serialise_text(_to_json(i, times)) for key, i in intents.items()}
         text = f'{{"version":{JOURNAL_VERSION},"intents":[' + ",".join(parts.values()) + "]}\n"
         payload = text.encode("ascii")
         atomic_write(self.path, payload)  # the previous file becomes the .bak
@@ -412,6 +435,7 @@ class Journal:
         recorded: list[Intent] = []
         parts: list[str] = []
         seen: set[str] = set()
+        times = {at: at.isoformat()}
         for spec in specs:
             key = spec.key or new_correlation_key()
             if key in self._intents or key in seen:
@@ -426,7 +450,7 @@ class Journal:
                 spec.run_id,
             )
             # refuses a secret or an unsavable value before anything is written
-            parts.append(serialise_text(_to_json(intent)))
+            parts.append(serialise_text(_to_json(intent, times)))
             recorded.append(intent)
         if not recorded:
             return recorded
@@ -460,12 +484,13 @@ class Journal:
         changed: dict[str, Intent] = {}
         grown: dict[str, int] = {}
         parts: list[str] = []
+        at_text = at.isoformat()
         for key, remote_id in results:
             intent = changed.get(key) or self._intents.get(key)
             if intent is None:
                 raise KeyError(f"no intent {key} in the journal")
-            changed[key] = replace(intent, remote_id=remote_id, confirmed_at=at)
-            parts.append(serialise_text([key, remote_id, at.isoformat()]))
+            changed[key] = _evolve(intent, remote_id=remote_id, confirmed_at=at)
+            parts.append(serialise_text([key, remote_id, at_text]))
             grown[key] = grown.get(key, 0) + len(parts[-1])
         if not parts:
             return
@@ -487,7 +512,7 @@ class Journal:
         if not marked:
             return
         parts = [serialise_text([key, generation]) for key in marked]
-        changed = {key: replace(self._intents[key], saved=generation) for key in marked}
+        changed = {key: _evolve(self._intents[key], saved=generation) for key in marked}
         self._write_event("saved", parts, lambda: {**self._intents, **changed})
         for key, part in zip(marked, parts, strict=True):
             self._intents[key] = changed[key]

@@ -14,13 +14,28 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from sync.journal import IntentKind, IntentSpec, Journal
 from sync.model import Side, Task
 from sync.store import task_from_json, task_to_json
+
+
+def task_row(task: Task) -> list[Any]:
+    """A task as the journal keeps it: its five values in `FIELDS` order (no field names: a
+    10,000-task import journals 10,000 of them, each fsynced before its batch is sent)."""
+    due = task.due_date
+    return [task.name, task.status, task.priority, due.isoformat() if due else None, task.details]
+
+
+def task_from_row(row: Sequence[Any] | dict[str, Any]) -> Task:
+    """`task_row` read back; a dict is the older journal's form (`task_to_json`)."""
+    if isinstance(row, dict):
+        return task_from_json(row)  # type: ignore[return-value]
+    name, status, priority, due, details = row
+    return Task(name, status, priority, date.fromisoformat(due) if due else None, details)
 
 
 @dataclass(frozen=True)
@@ -37,31 +52,47 @@ class CreateIntent:
     remote_id: str | None = None  # known once the service confirmed the create
     saved: int = 0  # the state file generation that first held the outcome (see StateSaver)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, *, with_time: bool = True) -> dict[str, Any]:
+        """The journal's record of this create: only what recovery needs, and the base only
+        when it differs from the fields sent (it rarely does: a cut for Salesforce keeps the
+        full text in the base). `with_time=False`: without `created_at` (the journal's own
+        record holds it)."""
+        doc: dict[str, Any] = {
             "kind": "create",
             "key": self.key,
             "target": self.target.value,
             "source_id": self.source_id,
-            "fields": task_to_json(self.fields),
-            "base": task_to_json(self.base),
-            "notes": dict(self.notes),
-            "created_at": self.created_at.isoformat() if self.created_at else None,
-            "run_id": self.run_id,
-            "replaces_link": self.replaces_link,
+            "fields": task_row(self.fields),
         }
+        if self.base != self.fields:
+            doc["base"] = task_row(self.base)
+        if self.notes:
+            doc["notes"] = dict(self.notes)
+        if self.created_at and with_time:
+            doc["created_at"] = self.created_at.isoformat()
+        if self.run_id:
+            doc["run_id"] = self.run_id
+        if self.replaces_link:
+            doc["replaces_link"] = self.replaces_link
+        return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> CreateIntent:
         created = doc.get("created_at")
+        fields = task_from_row(doc["fields"])
+        base = doc.get("base")
         return cls(
             key=doc["key"],
             target=Side(doc["target"]),
             source_id=doc["source_id"],
-            fields=task_from_json(doc["fields"]),  # type: ignore[arg-type]
-            base=task_from_json(doc["base"]),  # type: ignore[arg-type]
+            fields=fields,
+            base=fields if base is None else task_from_row(base),
             notes=dict(doc.get("notes") or {}),
-            created_at=datetime.fromisoformat(created) if created else None,
+            created_at=(
+                created
+                if isinstance(created, datetime) or created is None
+                else datetime.fromisoformat(created)
+            ),
             run_id=doc.get("run_id", ""),
             replaces_link=doc.get("replaces_link"),
         )
@@ -128,14 +159,31 @@ class IntentJournal:
     def close(self) -> None:
         self._journal.close()
 
-    def pending(self) -> list[CreateIntent]:
+    def has_pending_creates(self) -> bool:
+        """Any create in the journal (cheap: nothing is read back)."""
+        return any(entry.kind is IntentKind.CREATE for entry in self._journal.pending())
+
+    def held_creates(self, generation: int) -> list[str]:
+        """The keys of the creates whose outcome a state file of `generation` holds (a save
+        marked them with that generation or an older one): only their trim is due."""
+        return [
+            entry.key
+            for entry in self._journal.pending()
+            if entry.kind is IntentKind.CREATE and 0 < entry.saved <= generation
+        ]
+
+    def pending(self, *, held_by: int = 0) -> list[CreateIntent]:
+        """The creates in the journal, oldest first; `held_by`: without those a state file of
+        that generation holds (`held_creates`), which need no recovery (after a big import,
+        thousands of them wait for the next run's save)."""
         out = []
         for entry in self._journal.pending():
-            if entry.kind is not IntentKind.CREATE:
+            if entry.kind is not IntentKind.CREATE or 0 < entry.saved <= held_by:
                 continue
             doc = dict(entry.payload)
             doc["key"] = entry.key
-            doc.setdefault("created_at", entry.created_at.isoformat())
+            doc.setdefault("created_at", entry.created_at)  # left out when the same
+            doc.setdefault("run_id", entry.run_id)
             intent = CreateIntent.from_json(doc)
             out.append(dataclasses.replace(intent, remote_id=entry.remote_id, saved=entry.saved))
         return out
@@ -144,21 +192,31 @@ class IntentJournal:
         out = []
         for entry in self._journal.pending():
             if entry.kind is IntentKind.UPDATE:
-                intent = UpdateIntent.from_json({**entry.payload, "key": entry.key})
+                doc = {"run_id": entry.run_id, **entry.payload, "key": entry.key}
+                intent = UpdateIntent.from_json(doc)
                 out.append(dataclasses.replace(intent, saved=entry.saved))
         return out
 
     def begin(self, intents: Sequence[CreateIntent | UpdateIntent]) -> None:
-        """Record intents durably, with one write (returns after fsync)."""
+        """Record intents durably, with one write (returns after fsync).
+
+        What the journal's own record holds (key, kind, run, and the time when every create
+        of the batch has the same) is not repeated in the payload."""
+        times = {i.created_at for i in intents if isinstance(i, CreateIntent)}
+        at = times.pop() if len(times) == 1 and None not in times else None
         specs = []
         for intent in intents:
-            payload = intent.to_json()
-            payload.pop("key")
+            if isinstance(intent, CreateIntent):
+                payload = intent.to_json(with_time=at is None)
+            else:
+                payload = intent.to_json()
+            del payload["key"], payload["kind"]
+            payload.pop("run_id", None)
             kind = IntentKind.UPDATE if isinstance(intent, UpdateIntent) else IntentKind.CREATE
             specs.append(
                 IntentSpec(kind, intent.target, payload, key=intent.key, run_id=intent.run_id)
             )
-        self._journal.record_intents(specs)
+        self._journal.record_intents(specs, now=at)
 
     def confirm(self, results: Iterable[tuple[str, str]]) -> None:
         pairs = list(results)
