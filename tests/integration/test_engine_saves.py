@@ -185,3 +185,37 @@ async def test_a_create_the_state_already_settled_is_not_linked_again_from_the_j
         assert engine.store.links() == {}
     finally:
         await engine.aclose()
+
+
+async def test_a_long_import_checkpoints_between_batches_never_after_the_last(
+    sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any, monkeypatch: Any
+) -> None:
+    """The run's own save follows the last batch: a checkpoint there would write the same
+    state twice. Each checkpoint before a batch still saves what the batches before it did."""
+    import sync.writer
+
+    monkeypatch.setattr(sync.writer, "BATCH_SIZE", 2)
+    await enable(connected_home, secrets, clock)
+    for n in range(5):  # three batches of creates
+        sc.create_task(name=f"Quote {n}")
+    engine = build_engine(connected_home, secrets, clock=clock.now)
+    engine._saver.max_waiting = 1  # a checkpoint is due after every batch
+    linked_at_save: list[int] = []
+    original = engine.store.save
+
+    def counted() -> bool:
+        links = len(engine.store.links())
+        wrote = original()
+        if wrote:
+            linked_at_save.append(links)
+        return wrote
+
+    engine.store.save = counted
+    try:
+        summary = await engine.run_once()
+    finally:
+        await engine.aclose()
+    assert summary.outcome is Outcome.DONE and summary.writes == 5
+    # before the second and the third batch, then the run's one save; none after the last
+    assert linked_at_save == [2, 4, 5]
+    assert len(sf.tasks()) == 5
