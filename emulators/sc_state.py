@@ -360,7 +360,10 @@ class SalesConnectEmulator:
                 )
         with self._lock:
             self._purge()
-            rows = sorted(
+            # The first limit + 1 in order, not a sort of every task for each page (a full
+            # listing of n tasks sorted n / limit times).
+            rows = heapq.nsmallest(
+                limit + 1,
                 (
                     t
                     for t in self._state.tasks.values()
