@@ -1003,6 +1003,12 @@ class SyncEngine:
         """One row per link and per unlinked task (cached: only changed rows are rebuilt)."""
         return self._rows.rows()
 
+    def prepare_rows(self, limit: int = 200) -> bool:
+        """Bring the rows of at most `limit` changed tasks up to date; True when `rows()` has
+        nothing left to rebuild. For a UI loop: a burst of thousands of changed tasks is built
+        a slice per call, not in one long `rows()`."""
+        return self._rows.patch_some(limit)
+
     def _build_rows(self, sc_ids: set[str] | None, sf_ids: set[str] | None) -> list[Row]:
         """The rows of these tasks and of their link partners (None, None: every row)."""
         errors = [
