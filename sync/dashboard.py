@@ -7,6 +7,7 @@ nothing here talks to a service.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -231,6 +232,20 @@ class RowCache:
     def rows(self) -> list[Row]:
         return list(self._fresh().values())
 
+    def patch_some(self, limit: int) -> bool:
+        """Build again the rows of at most about `limit` changed tasks (and their partners).
+        Returns whether none are left, so that `rows()` is cheap now. A screen calls this a
+        slice per loop turn after a big burst (an import marks thousands of tasks), so no one
+        call holds its loop for long; a task changed meanwhile is simply marked again."""
+        if self._rows is None:
+            self._fresh()
+            return True
+        sc_ids = _take(self._dirty_sc, limit)
+        sf_ids = _take(self._dirty_sf, limit - len(sc_ids))
+        if sc_ids or sf_ids:
+            self._patch(sc_ids, sf_ids)
+        return not (self._dirty_sc or self._dirty_sf)
+
     def count(self, state: RowState) -> int:
         self._fresh()
         return self._states[state]
@@ -246,13 +261,13 @@ class RowCache:
             for row in self._build(None, None):
                 self._add(row)
         elif self._dirty_sc or self._dirty_sf:
-            self._patch()
+            todo_sc, todo_sf = set(self._dirty_sc), set(self._dirty_sf)
+            self._dirty_sc.clear()
+            self._dirty_sf.clear()
+            self._patch(todo_sc, todo_sf)
         return self._rows
 
-    def _patch(self) -> None:
-        todo_sc, todo_sf = set(self._dirty_sc), set(self._dirty_sf)
-        self._dirty_sc.clear()
-        self._dirty_sf.clear()
+    def _patch(self, todo_sc: set[str], todo_sf: set[str]) -> None:
         done_sc: set[str] = set()
         done_sf: set[str] = set()
         while todo_sc or todo_sf:
@@ -309,6 +324,13 @@ class RowCache:
         if sf_id and self._by_sf.get(sf_id) == key:
             del self._by_sf[sf_id]
         return row
+
+
+def _take(ids: set[str], limit: int) -> set[str]:
+    """Remove and return at most `limit` of `ids`."""
+    taken = set(itertools.islice(ids, max(limit, 0)))
+    ids -= taken
+    return taken
 
 
 def _conflict_reason(conflict: Conflict) -> str:

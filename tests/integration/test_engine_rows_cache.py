@@ -71,3 +71,24 @@ async def test_cached_rows_match_a_full_rebuild_after_every_kind_of_change(
     check(engine)
     await engine.run_once()
     assert all(r.sf is None or r.sf.id != keep for r in check(engine))
+
+
+async def test_a_burst_of_changed_rows_is_built_a_slice_at_a_time(sf, sc, clock, engine) -> None:
+    ids = [sf.create_task(Subject=f"Task {n}") for n in range(30)]
+    await first_sync(engine)
+    check(engine)
+    for task_id in ids:
+        sf.update_task(task_id, Subject=f"Renamed {task_id}")
+    await engine.run_once()
+    # 30 tasks changed on each side: five tasks a call means several calls, each doing a part.
+    calls = 1
+    while not engine.prepare_rows(5):
+        calls += 1
+        if calls == 3:  # a change made in between is built too
+            sf.update_task(ids[0], Subject="Changed mid-way")
+            await engine.run_once()
+    assert calls >= 6
+    rows = check(engine)
+    names = {r.sc.fields.name for r in rows if r.sc}
+    assert "Changed mid-way" in names
+    assert sum(name.startswith("Renamed") for name in names) == 29
