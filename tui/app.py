@@ -306,8 +306,9 @@ class ReminderSyncApp(App[str | None]):
     def _flush(self) -> None:
         if not self.engine.prepare_rows(ROWS_PER_STEP):
             # A burst of changed tasks (an import changes thousands): the engine builds their
-            # rows a slice per loop turn, so keys and paints get the loop in between.
-            self.call_later(self._flush)
+            # rows a slice per loop turn, so keys and paints get the loop in between. Not
+            # `call_later`: the app's message queue would run every slice back to back.
+            asyncio.get_running_loop().call_soon(self._flush)
             return
         self._flush_pending = False
         started = time.monotonic()
