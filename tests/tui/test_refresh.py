@@ -138,3 +138,36 @@ async def test_a_hidden_dashboard_catches_up_when_shown_again(demo: Any) -> None
             what="the change on the dashboard after settings closed",
         )
         assert calls["rows"] == 1
+
+
+async def test_a_burst_of_changes_is_built_in_slices_between_other_work(
+    demo: Any, monkeypatch: Any
+) -> None:
+    import tui.app
+
+    monkeypatch.setattr(tui.app, "ROWS_PER_STEP", 2)
+    app = ReminderSyncApp(demo.engine, run_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("v")
+        dash = dashboard(app)
+        linked = [r for r in dash._rows_by_key.values() if str(r.state) == "in_sync"][:8]
+        slices = Counter[str]()
+        real = demo.engine.prepare_rows
+
+        def counted(limit: int = 200) -> bool:
+            slices["calls"] += 1
+            return real(limit)
+
+        demo.engine.prepare_rows = counted
+        for n, row in enumerate(linked):
+            demo.sf.update_task(row.sf.id, Subject=f"Burst {n}")
+        await demo.engine.run_once()
+        await wait_until(
+            pilot,
+            lambda: all(
+                str(dash.table.cells_of(r.key)[1]).startswith(f"Burst {n}")
+                for n, r in enumerate(linked)
+            ),
+            what="every row of the burst on the dashboard",
+        )
+        assert slices["calls"] >= 8  # 16 changed tasks, two a slice
