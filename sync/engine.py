@@ -18,10 +18,12 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import gc
 import json
 import logging
+import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -100,6 +102,41 @@ def _holding_the_store(method: Callable[..., Awaitable[Any]]) -> Callable[..., A
     return locked
 
 
+# While a run goes on, CPython's cyclic garbage collector runs less often (see `_collecting_less`).
+RUN_GC_THRESHOLD = (10_000, 20, 20)
+_gc_lock = threading.Lock()
+_gc_runs = 0  # runs going on in this process (engines of several homes may run at once)
+_gc_saved: tuple[int, ...] = ()
+
+
+@contextlib.contextmanager
+def _collecting_less() -> Iterator[None]:
+    """Raise the garbage collector's thresholds for the length of a run, then put them back.
+
+    A big run keeps what it allocates (links, cached tasks, journal intents: a few hundred
+    thousand objects for a 10,000-task import), and with the default thresholds (700, 10, 10)
+    every growth of the heap by a quarter sets off a full collection that walks every object
+    in the process, the dashboard's too: about half a second of a 10,000-task import, for no
+    garbage (what a run drops is freed by reference counting). Objects are freed as before;
+    cycles are found later. Process-wide, so counted: the first run in sets, the last one out
+    restores."""
+    global _gc_runs, _gc_saved
+    with _gc_lock:
+        if _gc_runs == 0:
+            _gc_saved = gc.get_threshold()
+            if _gc_saved[0]:  # 0: collection switched off by the program; leave it so
+                raised = zip(RUN_GC_THRESHOLD, _gc_saved, strict=True)
+                gc.set_threshold(*(max(ours, theirs) for ours, theirs in raised))
+        _gc_runs += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_runs -= 1
+            if _gc_runs == 0:
+                gc.set_threshold(*_gc_saved)
+
+
 def _short_id() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -147,6 +184,11 @@ class SyncEngine:
         )
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _collecting_less(self) -> AsyncIterator[None]:
+        with _collecting_less():
+            yield
 
     async def aclose(self) -> None:
         """Close the connectors, save and release the state (idempotent)."""
@@ -320,7 +362,7 @@ class SyncEngine:
         allow_mass_delete: bool = False,
     ) -> RunSummary:
         """One complete run. Never two at once: a second caller waits for the first."""
-        async with self._run_lock:
+        async with self._run_lock, self._collecting_less():
             run_id = _short_id()
             started = self.clock()
             self._running = True
@@ -850,8 +892,13 @@ class SyncEngine:
         The planner only speaks of the tasks this run read; a task it is not shown again keeps
         its last reason. A task read again gets its new reason, or none. Saved with the run's
         own save (no extra write)."""
-        read = {(side, task_id) for side, r in reads.items() for task_id in r.tasks}
-        skips = {key: reason for key, reason in self._skips.items() if key not in read}
+        # Looked up in each side's read, not in a set of (side, id) pairs: a 10,000-task read
+        # would make and hash 10,000 pairs for the few reasons kept.
+        skips = {
+            (side, task_id): reason
+            for (side, task_id), reason in self._skips.items()
+            if task_id not in reads[side].tasks
+        }
         skips.update({(s.side, s.task_id): s.reason for s in skipped})
         self._skips = {
             (side, task_id): reason

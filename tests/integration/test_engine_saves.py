@@ -219,3 +219,30 @@ async def test_a_long_import_checkpoints_between_batches_never_after_the_last(
     # before the second and the third batch, then the run's one save; none after the last
     assert linked_at_save == [2, 4, 5]
     assert len(sf.tasks()) == 5
+
+
+async def test_a_run_collects_garbage_less_often_and_puts_the_thresholds_back(
+    sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any
+) -> None:
+    import gc
+
+    from sync.engine import RUN_GC_THRESHOLD
+    from sync.events import SyncProgress
+
+    await enable(connected_home, secrets, clock)
+    sc.create_task(name="Send the quote")
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    engine = build_engine(connected_home, secrets, clock=clock.now)
+    seen: list[tuple[int, ...]] = []
+    engine.subscribe(
+        lambda event: seen.append(gc.get_threshold()) if isinstance(event, SyncProgress) else None
+    )
+    try:
+        summary = await engine.run_once()
+        assert summary.outcome is Outcome.DONE and summary.writes == 1
+        assert seen and set(seen) == {RUN_GC_THRESHOLD}
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)
+        await engine.aclose()
