@@ -29,6 +29,7 @@ from textual.worker import Worker, WorkerState
 from sync.model import Side, Task
 from tui import messages
 from tui.bridge import EngineBridge
+from tui.heap import Heap
 from tui.widgets.status_bar import StatusView
 from tui.widgets.text import sanitize
 
@@ -135,6 +136,7 @@ class ReminderSyncApp(App[str | None]):
         self._dirty_status = False
         self._flush_pending = False
         self._next_flush = 0.0  # time.monotonic() before which a burst waits
+        self._heap = Heap()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -145,6 +147,7 @@ class ReminderSyncApp(App[str | None]):
 
     def on_mount(self) -> None:
         self._bridge.start()
+        self.set_interval(60, self._tidy_heap, name="tidy the heap")
         if self._run_engine:
             self.start_engine()
         if self.needs_welcome():
@@ -154,6 +157,10 @@ class ReminderSyncApp(App[str | None]):
 
     def on_unmount(self) -> None:
         self._bridge.stop()
+        self._heap.release()
+
+    def _tidy_heap(self) -> None:
+        self._heap.tidy(busy=self.sync_running)
 
     def needs_welcome(self) -> bool:
         connections = getattr(self.engine_status(), "connections", None) or {}
@@ -321,6 +328,7 @@ class ReminderSyncApp(App[str | None]):
             self._refresh(rows=True, keys=None if rows else keys)
         else:
             self._refresh(rows=False)
+        self._heap.freeze()  # no collector pauses over what is alive now (tui/heap.py)
         ended = time.monotonic()
         pause = min(max(REFRESH_INTERVAL, 3 * (ended - started)), REFRESH_MAX_WAIT)
         if self.sync_running:

@@ -171,3 +171,14 @@ async def test_a_burst_of_changes_is_built_in_slices_between_other_work(
             what="every row of the burst on the dashboard",
         )
         assert slices["calls"] >= 8  # 16 changed tasks, two a slice
+
+
+async def test_the_heap_is_frozen_after_a_refresh_and_given_back_at_exit(demo: Any) -> None:
+    import gc
+
+    app = ReminderSyncApp(demo.engine, run_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: dashboard(app).rows_shown, what="the first rows")
+        await pilot.pause()
+        assert gc.get_freeze_count() > 0  # the collector no longer walks the state and rows
+    assert gc.get_freeze_count() == 0

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.screen import Screen
+from textual.widgets import Label, Static
 
 from tui.widgets.key_bar import KeyBar
 from tui.widgets.task_rows import MARKERS
@@ -43,43 +42,45 @@ CONFLICT_KEYS = (
 )
 
 
-def key_table(title: str, rows: tuple[tuple[str, str], ...]) -> Table:
-    table = Table(title=title, title_justify="left", show_header=False, box=None, expand=True)
-    table.add_column(style="bold cyan", width=10)
-    table.add_column()
-    for key, meaning in rows:
-        table.add_row(key, meaning)
-    return table
+def help_text() -> Text:
+    """The whole page as one Text (made once): cheap to paint, unlike a Rich Table."""
+    text = Text()
+    meanings = {
+        "in_sync": "both sides hold the same five fields",
+        "pending": "a change waits for the next run",
+        "conflict": "the same field changed on both sides: enter to settle",
+        "error": "the last write failed; see the activity log (l)",
+        "not_synced": "out of scope, or a Salesforce value Sales Connect cannot hold",
+    }
+    for title, rows in (("Dashboard", DASHBOARD_KEYS), ("Conflict screen", CONFLICT_KEYS)):
+        text.append(f"{title}\n", "italic")
+        for key, meaning in rows:
+            text.append(f"  {key:<12}", "bold cyan")
+            text.append(f"{meaning}\n")
+        text.append("\n")
+    text.append("Markers\n", "italic")
+    for state, (icon, word, style) in MARKERS.items():
+        text.append(f"  {icon} {word:<12}", style)
+        text.append(f"{meanings[state]}\n")
+    text.rstrip()
+    return text
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(Screen[None]):
+    """A page of its own: nothing behind it is drawn while it is open (opening and closing it
+    during a big sync stays quick)."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark", "close", "Close", id="help_close")
     ]
 
     def __init__(self) -> None:
-        super().__init__(classes="dialog-screen")
+        super().__init__(id="help")
 
     def compose(self) -> ComposeResult:
-        markers = Table(
-            title="Markers", title_justify="left", show_header=False, box=None, expand=True
-        )
-        markers.add_column(width=14)
-        markers.add_column()
-        meanings = {
-            "in_sync": "both sides hold the same five fields",
-            "pending": "a change waits for the next run",
-            "conflict": "the same field changed on both sides: enter to settle",
-            "error": "the last write failed; see the activity log (l)",
-            "not_synced": "out of scope, or a Salesforce value Sales Connect cannot hold",
-        }
-        for state, (icon, word, style) in MARKERS.items():
-            markers.add_row(Text(f"{icon} {word}", style=style), meanings[state])
-        with VerticalScroll(classes="dialog wide tall"):
-            yield Static(Text("reminder-sync: keys", style="bold"), classes="dialog-title")
-            yield Static(key_table("Dashboard", DASHBOARD_KEYS))
-            yield Static(key_table("Conflict screen", CONFLICT_KEYS))
-            yield Static(markers)
+        yield Label("reminder-sync: keys", classes="screen-title")
+        with VerticalScroll():
+            yield Static(help_text(), markup=False)
         yield KeyBar()
 
     def action_close(self) -> None:

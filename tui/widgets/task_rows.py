@@ -251,8 +251,14 @@ def due_dates(row: Any) -> Iterable[date]:
 
 def in_command_center(row: Any, today: date) -> bool:
     """Due today or tomorrow on either side (SPEC 4: the Command Center view)."""
+    # Plain loops, no generators: an import asks this of thousands of new rows at once.
     tomorrow = today + timedelta(days=1)
-    return any(today <= due <= tomorrow for due in due_dates(row))
+    for task in (row.sc, row.sf):
+        if task is not None:
+            due = task.fields.due_date
+            if due is not None and today <= due <= tomorrow:
+                return True
+    return False
 
 
 def search_texts(row: Any) -> tuple[str, ...]:
