@@ -41,10 +41,6 @@ Clock = Callable[[], datetime]
 # of its time refreshing, and never waits more than REFRESH_MAX_WAIT for news.
 REFRESH_INTERVAL = 0.2
 REFRESH_MAX_WAIT = 2.0
-# While a run goes on, its events come every few milliseconds, and each table change makes
-# Textual paint the whole table again (~50-100 ms at 120x40): refresh at most once a second,
-# so keys and the heartbeat of the UI get the loop between paints.
-RUN_REFRESH_INTERVAL = 1.0
 # Rows the engine builds again per loop turn after a burst (about 0.1 ms each): ~20 ms a turn.
 ROWS_PER_STEP = 200
 
@@ -331,8 +327,6 @@ class ReminderSyncApp(App[str | None]):
         self._heap.freeze()  # no collector pauses over what is alive now (tui/heap.py)
         ended = time.monotonic()
         pause = min(max(REFRESH_INTERVAL, 3 * (ended - started)), REFRESH_MAX_WAIT)
-        if self.sync_running:
-            pause = max(pause, RUN_REFRESH_INTERVAL)
         self._next_flush = ended + pause
 
     def refresh_screens(self, *, rows: bool = True) -> None:
