@@ -246,3 +246,28 @@ async def test_a_run_collects_garbage_less_often_and_puts_the_thresholds_back(
     finally:
         gc.set_threshold(*before)
         await engine.aclose()
+
+
+async def test_reading_back_its_own_creates_rewrites_no_link(
+    sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any
+) -> None:
+    """Salesforce writes name no version, so an SF read leaves the links as they are; a Sales
+    Connect read still moves a link's SC version on (the If-Match of the next write)."""
+    await enable(connected_home, secrets, clock)
+    sc_id = sc.create_task(name="Send the quote")
+    engine = build_engine(connected_home, secrets, clock=clock.now)
+    try:
+        await engine.run_once()
+        link = engine.store.link_by_sc(sc_id)
+        assert link is not None
+        clock.shift(seconds=30)
+        settle = await engine.run_once()  # reads the created SF task back
+        assert settle.writes == 0
+        assert engine.store.link_by_sc(sc_id) is link  # not rewritten
+        sc.update_task(sc_id, details="call first")
+        clock.shift(minutes=1)
+        await engine.run_once()
+        moved = engine.store.link_by_sc(sc_id)
+        assert moved is not None and int(moved.sc_version) > int(link.sc_version)
+    finally:
+        await engine.aclose()
