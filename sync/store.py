@@ -34,6 +34,7 @@ each document as its JSON text, not as a dict: see `_KeyedTable`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from collections import deque
@@ -81,7 +82,6 @@ from sync.storage import (
     read_json_file,
     remove_stale_temp_files,
     serialise,
-    serialise_text,
 )
 
 log = logging.getLogger(__name__)
@@ -1222,11 +1222,13 @@ class StateStore:
             "message": message,
             "category": category,
         }
-        serialise_text(entry)  # a value that cannot be saved is refused here, not at the save
+        # Kept as its JSON text (a value that cannot be saved is refused here, not at the save):
+        # an import logs thousands of entries, and each save wrote the 5,000 kept ones again.
+        encoded = encode_document(entry)
         table = self._activity.tables.setdefault(AUDIT_TABLE, {})
         doc_id = str(self._audit_next)
         self._audit_next += 1
-        table[doc_id] = entry
+        table[doc_id] = encoded
         self._audit_ids.append(doc_id)
         while len(self._audit_ids) > AUDIT_LIMIT:
             table.pop(self._audit_ids.popleft(), None)
@@ -1240,7 +1242,8 @@ class StateStore:
         for doc_id in reversed(self._audit_ids):
             if len(out) >= limit:
                 break
-            out.append(dict(table[doc_id]))
+            doc = table[doc_id]
+            out.append(json.loads(doc) if isinstance(doc, bytes) else dict(doc))
         return out
 
     # ------------------------------------------------------------ task cache
