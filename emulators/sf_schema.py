@@ -47,13 +47,17 @@ class SObjectDef:
     fields: tuple[FieldDef, ...]
     writable: bool = False
 
+    def __post_init__(self) -> None:
+        # Lower-cased name -> field (the first of a name wins, as the scan it replaces did):
+        # looked up for every field of every record written or read back.
+        index: dict[str, FieldDef] = {}
+        for candidate in self.fields:
+            index.setdefault(candidate.name.lower(), candidate)
+        object.__setattr__(self, "_by_name", index)
+
     def field(self, name: str) -> FieldDef | None:
         """Field lookup, case-insensitive as in Salesforce."""
-        lowered = name.lower()
-        for candidate in self.fields:
-            if candidate.name.lower() == lowered:
-                return candidate
-        return None
+        return self._by_name.get(name.lower())  # type: ignore[attr-defined]
 
     @property
     def field_types(self) -> dict[str, str]:
