@@ -109,13 +109,18 @@ def plan(
 
     good_links = _check_links(links, out)
     for link in good_links:
-        ids = [conflict_id(link.sc_id, link.sf_id, kind) for kind in ConflictKind]
-        parked = next((stored[i] for i in ids if i in stored), None)
-        answer = next((answers[i] for i in ids if i in answers), None)
+        parked = answer = None
+        if stored or answers:
+            ids = [conflict_id(link.sc_id, link.sf_id, kind) for kind in ConflictKind]
+            parked = next((stored[i] for i in ids if i in stored), None)
+            answer = next((answers[i] for i in ids if i in answers), None)
         sc = sc_by_id.get(link.sc_id)
         sf = sf_by_id.get(link.sf_id)
-        if sc is None and sf is None and parked is None and answer is None:
-            continue  # nothing changed on either side (rule 12)
+        if parked is None and answer is None:
+            if sc is None and sf is None:
+                continue  # nothing changed on either side (rule 12)
+            if (sc is None or sf is None) and _as_last_synced(link, sc or sf):  # type: ignore[arg-type]
+                continue  # R01: one side read back exactly as last synced (an echo)
         _LinkDecision(link, sc, sf, parked, answer, out).decide()
 
     linked_sc = {link.sc_id for link in links}
@@ -138,6 +143,17 @@ def plan(
         guards=guards,
         resolved=resolved,
     )
+
+
+def _as_last_synced(link: Link, task: SideTask) -> bool:
+    """The one side read holds exactly the link's base, as that side holds it, and there is
+    nothing else to settle: no note on the link, and a base that fits Salesforce as it is (so
+    no cut to note). `_LinkDecision` would find every field unchanged (F01) and do nothing
+    (R01): the common case of a run that reads back its own writes, decided without it."""
+    if task.deleted or not task.in_scope or task.problems or link.notes:
+        return False
+    base = link.base
+    return task.fields == base and project_to_sf(base) is base
 
 
 def _index(tasks: Iterable[SideTask], side: Side, out: _Builder) -> dict[str, SideTask]:
