@@ -1279,6 +1279,8 @@ class StateStore:
         return error
 
     def clear_error(self, side: Side, task_id: str) -> ParkedError | None:
+        if not self._errors.items:  # the common case: nothing parked, no key to build
+            return None
         return self._errors.delete(_side_key(side, task_id))
 
     # ------------------------------------------------------------ counts

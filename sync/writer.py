@@ -34,7 +34,7 @@ from typing import Any
 
 from sync.connectors.http import ServiceError
 from sync.failpoints import failpoint
-from sync.journal import new_correlation_key
+from sync.journal import new_correlation_key, new_correlation_keys
 from sync.journal_adapter import CreateIntent, IntentJournal, UpdateIntent
 from sync.mapping import project_to_sf
 from sync.model import FIELDS, Action, ActionKind, Link, Side, SideTask, Task, settle_base
@@ -375,7 +375,8 @@ class PlanWriter:
     async def _creates(self, side: Side, batch: list[Action]) -> None:
         intents = []
         now = self.now()  # one time for the batch: the journal writes it once
-        for action in batch:
+        keys = new_correlation_keys(len(batch))
+        for action, key in zip(batch, keys, strict=True):
             source = action.sf_id if side is Side.SALESCONNECT else action.sc_id
             restore_of = None
             if side is Side.SALESCONNECT and action.sf_id:
@@ -387,7 +388,7 @@ class PlanWriter:
             base = action.new_base or Task(**{k: action.changes.get(k) for k in FIELDS})
             intents.append(
                 CreateIntent(
-                    key=new_correlation_key(),
+                    key=key,
                     target=side,
                     source_id=source or "",
                     fields=Task(

@@ -142,3 +142,15 @@ def test_a_circular_value_is_refused_like_any_unsavable_value() -> None:
     with pytest.raises(StateWriteError):
         serialise_text({"a": float("nan")})
     assert serialise_text({"é": [1.5, None, True, "\n"]}) == '{"\\u00e9":[1.5,null,true,"\\n"]}'
+
+
+def test_keys_made_in_bulk_are_random_uuid4_text() -> None:
+    import uuid
+
+    from sync.journal import new_correlation_keys
+
+    keys = new_correlation_keys(500)
+    assert len(set(keys)) == 500 and new_correlation_keys(0) == []
+    for key in keys:
+        parsed = uuid.UUID(key)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == key
