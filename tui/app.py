@@ -44,6 +44,7 @@ REFRESH_MAX_WAIT = 2.0
 # Rows the engine builds again per slice after a burst (about 40 us each): ~4 ms a slice.
 ROWS_PER_STEP = 100
 SLICE_PAUSE = 0.005
+SLICES_BEFORE_SHOWING = 20  # then the screens show the rows built so far
 
 
 def _utc_now() -> datetime:
@@ -134,6 +135,7 @@ class ReminderSyncApp(App[str | None]):
         self._flush_pending = False
         self._next_flush = 0.0  # time.monotonic() before which a burst waits
         self._heap = Heap()
+        self._slices = 0  # row slices since the screens last saw the rows
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -308,18 +310,28 @@ class ReminderSyncApp(App[str | None]):
             self.call_later(self._flush)
 
     def _flush(self) -> None:
-        if not self.engine.prepare_rows(ROWS_PER_STEP):
+        caught_up = self.engine.prepare_rows(ROWS_PER_STEP)
+        if not caught_up and self._slices < SLICES_BEFORE_SHOWING:
             # A burst of changed tasks (an import changes thousands): the engine builds their
             # rows a slice at a time, with a short pause between slices in which a key travels
             # its few hops (app, screen, widget, paint) without a slice in each loop turn. Not
             # `call_later`: the app's message queue would run every slice back to back.
+            self._slices += 1
             asyncio.get_running_loop().call_later(SLICE_PAUSE, self._flush)
             return
+        # Caught up, or a run keeps changing tasks faster than a few slices build them: show
+        # the rows built so far, and keep the changed keys for the next refresh, which will
+        # find their rows built (a refresh never waits for a run to stop changing things).
+        self._slices = 0
         self._flush_pending = False
         started = time.monotonic()
-        keys, self._dirty_keys = frozenset(self._dirty_keys), set()
-        rows, self._dirty_rows = self._dirty_rows, False
-        if self._dirty_status:
+        keys = frozenset(self._dirty_keys)
+        rows = self._dirty_rows
+        if caught_up:
+            self._dirty_keys, self._dirty_rows = set(), False
+        if self._dirty_status and caught_up:
+            # Not before: engine.status() counts pending rows, which builds every changed row
+            # at once; until then the status line keeps the counts it has.
             self._dirty_status = False
             self._status = None
         if rows or keys:
@@ -330,6 +342,8 @@ class ReminderSyncApp(App[str | None]):
         ended = time.monotonic()
         pause = min(max(REFRESH_INTERVAL, 3 * (ended - started)), REFRESH_MAX_WAIT)
         self._next_flush = ended + pause
+        if not caught_up:
+            self.changed()  # come back for the rows still being built
 
     def refresh_screens(self, *, rows: bool = True) -> None:
         """Let every open screen re-read what it shows from the engine, now."""

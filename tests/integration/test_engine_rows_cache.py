@@ -92,3 +92,18 @@ async def test_a_burst_of_changed_rows_is_built_a_slice_at_a_time(sf, sc, clock,
     names = {r.sc.fields.name for r in rows if r.sc}
     assert "Changed mid-way" in names
     assert sum(name.startswith("Renamed") for name in names) == 29
+
+
+async def test_rows_so_far_builds_nothing(sf, sc, clock, engine) -> None:
+    task_id = sf.create_task(Subject="Before")
+    await first_sync(engine)
+    check(engine)
+    sf.update_task(task_id, Subject="After")
+    await engine.run_once()
+
+    def name_in(rows: list[Row]) -> str:
+        return next(r.sc.fields.name for r in rows if r.sf and r.sf.id == task_id)
+
+    assert name_in(engine.rows_so_far()) == "Before"  # as last built
+    assert name_in(engine.rows()) == "After"
+    assert name_in(engine.rows_so_far()) == "After"

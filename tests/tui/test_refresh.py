@@ -15,14 +15,15 @@ from tui.widgets.status_bar import StatusBar
 
 
 def count_reads(engine: Any) -> Counter[str]:
-    """Count the app's engine.rows() and engine.status() calls (the real methods answer; a
-    rows() the engine makes inside status() is the engine's own and not counted)."""
+    """Count the app's reads of the rows (engine.rows() or rows_so_far(), both "rows") and of
+    engine.status() (the real methods answer; a read the engine makes inside another is the
+    engine's own and not counted)."""
     calls: Counter[str] = Counter()
     inside: list[str] = []
-    for name in ("rows", "status"):
+    for name, counted_as in (("rows", "rows"), ("rows_so_far", "rows"), ("status", "status")):
         real = getattr(engine, name)
 
-        def counted(real: Any = real, name: str = name) -> Any:
+        def counted(real: Any = real, name: str = counted_as) -> Any:
             if not inside:
                 calls[name] += 1
             inside.append(name)
@@ -182,3 +183,27 @@ async def test_the_heap_is_frozen_after_a_refresh_and_given_back_at_exit(demo: A
         await pilot.pause()
         assert gc.get_freeze_count() > 0  # the collector no longer walks the state and rows
     assert gc.get_freeze_count() == 0
+
+
+async def test_rows_built_so_far_are_shown_while_a_burst_is_still_being_built(
+    demo: Any, monkeypatch: Any
+) -> None:
+    import tui.app
+
+    monkeypatch.setattr(tui.app, "ROWS_PER_STEP", 1)
+    monkeypatch.setattr(tui.app, "SLICES_BEFORE_SHOWING", 1)
+    app = ReminderSyncApp(demo.engine, run_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("v")
+        dash = dashboard(app)
+        linked = [r for r in dash._rows_by_key.values() if str(r.state) == "in_sync"][:6]
+        for n, row in enumerate(linked):
+            demo.sf.update_task(row.sf.id, Subject=f"Burst {n}")
+        await demo.engine.run_once()
+
+        def renamed() -> int:
+            return sum(str(dash.table.cells_of(r.key)[1]).startswith("Burst") for r in linked)
+
+        # Two tasks a refresh: the first rows show long before the last are built.
+        await wait_until(pilot, lambda: 0 < renamed() < len(linked), what="a part shown")
+        await wait_until(pilot, lambda: renamed() == len(linked), what="all of the burst")

@@ -164,7 +164,7 @@ class DashboardScreen(Screen):
         """Re-read the rows from the engine (once) and apply the difference to the table."""
         if not self._composed:
             return
-        self._index.update(self.rs_app.engine.rows(), keys)
+        self._index.update(self.rs_app.engine.rows_so_far(), keys)
         self.show_rows()
         self.rows_shown = True
 
