@@ -367,4 +367,4 @@ class TaskTable(ScrollView, can_focus=True):
             segments.extend(rendered)
             segments.append(pad)
         width = sum(column.width + 2 * CELL_PADDING for column in self._columns)
-        return Strip(Segment.simplify(segments), width)
+        return Strip(segments, width)
