@@ -78,7 +78,8 @@ class KeyBar(Static):
             seen.add(binding.action)
             self._append(text, binding, enabled, key_style, description_style, dim)
         if shown_palette is not None:
-            text.append("▏", description_style)
+            if text:
+                text.append("▏", description_style)
             self._append(text, *shown_palette, key_style, description_style, dim)
         return text
 
