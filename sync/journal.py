@@ -496,22 +496,22 @@ class Journal:
         """Record the remote ids of sent intents: (correlation key, remote id) pairs."""
         at = now or datetime.now(UTC)
         changed: dict[str, Intent] = {}
-        grown: dict[str, int] = {}
-        parts: list[str] = []
+        items: list[list[str]] = []
         at_text = at.isoformat()
         for key, remote_id in results:
             intent = changed.get(key) or self._intents.get(key)
             if intent is None:
                 raise KeyError(f"no intent {key} in the journal")
             changed[key] = _evolve(intent, remote_id=remote_id, confirmed_at=at)
-            parts.append(serialise_text([key, remote_id, at_text]))
-            grown[key] = grown.get(key, 0) + len(parts[-1])
-        if not parts:
+            items.append([key, remote_id, at_text])
+        if not items:
             return
-        self._write_event("confirm", parts, lambda: {**self._intents, **changed})
+        body = serialise_text(items)[1:-1]  # one encoding for the batch
+        self._write_event("confirm", [body], lambda: {**self._intents, **changed})
+        each = len(body) // len(items) + 1  # what each adds to the file, near enough
         for key, intent in changed.items():
             self._intents[key] = intent
-            self._set_live(key, self._live_bytes.get(key, 0) + grown[key])
+            self._set_live(key, self._live_bytes.get(key, 0) + each)
         self._maybe_compact()
 
     def confirm(self, key: str, remote_id: str) -> Intent:
@@ -525,12 +525,13 @@ class Journal:
         marked = [k for k in marked if not self._intents[k].saved]
         if not marked:
             return
-        parts = [serialise_text([key, generation]) for key in marked]
+        body = serialise_text([[key, generation] for key in marked])[1:-1]
         changed = {key: _evolve(self._intents[key], saved=generation) for key in marked}
-        self._write_event("saved", parts, lambda: {**self._intents, **changed})
-        for key, part in zip(marked, parts, strict=True):
+        self._write_event("saved", [body], lambda: {**self._intents, **changed})
+        each = len(body) // len(marked) + 1
+        for key in marked:
             self._intents[key] = changed[key]
-            self._set_live(key, self._live_bytes.get(key, 0) + len(part) + 1)
+            self._set_live(key, self._live_bytes.get(key, 0) + each)
         self._maybe_compact()
 
     def discard_many(self, keys: Iterable[str]) -> None:
@@ -538,7 +539,7 @@ class Journal:
         gone = list(dict.fromkeys(key for key in keys if key in self._intents))
         if not gone:
             return
-        self._write_event("discard", [serialise_text(key) for key in gone], dict)
+        self._write_event("discard", [serialise_text(gone)[1:-1]], dict)
         for key in gone:
             del self._intents[key]
             self._set_live(key, None)

@@ -9,6 +9,7 @@ on the SideTask, which the planner parks instead of syncing.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -188,8 +189,17 @@ def parse_date(value: Any) -> date | None:
     """
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or not (match := _DATE.match(value)):
+    if not isinstance(value, str):
         raise ValueError(f"not a YYYY-MM-DD date: {str(value)[:40]!r}")
+    return _parse_day(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_day(value: str) -> date:
+    """`parse_date` of a non-empty string, remembered: a read of 10,000 tasks holds a few
+    hundred different days (a failure is not remembered; it raises again)."""
+    if not (match := _DATE.match(value)):
+        raise ValueError(f"not a YYYY-MM-DD date: {value[:40]!r}")
     year, month, day = (int(part) for part in match.groups())
     return date(year, month, day)  # raises ValueError for 2026-02-30
 

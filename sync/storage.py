@@ -285,11 +285,15 @@ def _encode_piece(encode: Callable[[Any], str], items: list[tuple[str, Any]]) ->
     """`"id":{doc},...` for some documents of a table (no braces around)."""
     if not any(isinstance(doc, EncodedJSON) for _doc_id, doc in items):
         return encode(dict(items))[1:-1]  # one call of the C encoder for the whole piece
-    return b",".join(
-        (encode(doc_id) + ":").encode("ascii")
-        + (doc if isinstance(doc, EncodedJSON) else encode(doc).encode("ascii"))
-        for doc_id, doc in items
-    )
+    parts: list[bytes] = []
+    for doc_id, doc in items:
+        key = encode_basestring_ascii(doc_id) if type(doc_id) is str else encode(doc_id)
+        if parts:
+            parts.append(b",")
+        parts.append(key.encode("ascii"))
+        parts.append(b":")
+        parts.append(doc if isinstance(doc, EncodedJSON) else encode(doc).encode("ascii"))
+    return b"".join(parts)
 
 
 def _write_failed(path: Path, exc: OSError) -> StateWriteError:

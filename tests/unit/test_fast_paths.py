@@ -74,3 +74,16 @@ def test_a_time_written_twice_is_the_same_text() -> None:
     assert _dt_out(naive) == "2026-11-30T12:00:00+00:00"
     assert _dt_out(paris) == paris.isoformat()
     assert _dt_out(None) is None
+
+
+def test_days_are_read_alike_every_time_and_bad_ones_always_refused() -> None:
+    from sync.mapping import parse_date
+
+    assert parse_date("2026-12-01") == parse_date("2026-12-01") == date(2026, 12, 1)
+    assert parse_date(None) is None and parse_date("") is None
+    for bad in ("2026-02-30", "2026-2-3", "tomorrow", "2026-12-01T00:00"):
+        for _ in range(2):  # a failure is not remembered as a value
+            with pytest.raises(ValueError):
+                parse_date(bad)
+    with pytest.raises(ValueError):
+        parse_date(20261201)
