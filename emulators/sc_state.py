@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import hashlib
 import heapq
 import json
@@ -174,6 +175,7 @@ class SalesConnectEmulator:
         log and counters. Issued tokens stay valid."""
         with self._lock:
             self._state = _State()
+            self._changed()
             self._ids = random.Random(self.config.seed)
             self._offset = 0.0
             self._frozen_at: datetime | None = None
@@ -263,6 +265,7 @@ class SalesConnectEmulator:
                 raise ValueError(f"task {task_id} exists")
             task = self._store(task_id, clean, assignee_id or self.config.user_id, created)
             task["updated_at"] = updated
+            self._changed()
             return task_json(task)
 
     def tasks(self, include_deleted: bool = False) -> list[dict[str, Any]]:
@@ -322,6 +325,7 @@ class SalesConnectEmulator:
                 task.update(changes)
                 task["version"] += 1
                 task["updated_at"] = self.now()
+                self._changed()
             return task_json(task)
 
     def delete(self, task_id: str, expected: int | None) -> dict[str, Any]:
@@ -332,6 +336,7 @@ class SalesConnectEmulator:
             task["deleted_at"] = now
             task["updated_at"] = now
             task["version"] += 1
+            self._changed()
             heapq.heappush(self._state.tombstone_times, (now, task_id))
             return task_json(task)
 
@@ -360,21 +365,25 @@ class SalesConnectEmulator:
                 )
         with self._lock:
             self._purge()
-            # The first limit + 1 in order, not a sort of every task for each page (a full
-            # listing of n tasks sorted n / limit times).
-            rows = heapq.nsmallest(
-                limit + 1,
-                (
-                    t
-                    for t in self._state.tasks.values()
-                    if (include_deleted or t["deleted_at"] is None)
-                    and (updated_since is None or t["updated_at"] >= updated_since)
-                    and (after is None or _position(t) > after)
-                ),
-                key=_position,
-            )
-            page = rows[:limit]
-            more = len(rows) > limit
+            # The tasks in order are sorted once per change of the tasks and filters, and each
+            # page is found by bisection: a full listing of n tasks was n / limit sorts (or
+            # scans) of every task.
+            listing = (self._changes, include_deleted, updated_since)
+            if self._listing is None or self._listing[0] != listing:
+                rows = sorted(
+                    (
+                        t
+                        for t in self._state.tasks.values()
+                        if (include_deleted or t["deleted_at"] is None)
+                        and (updated_since is None or t["updated_at"] >= updated_since)
+                    ),
+                    key=_position,
+                )
+                self._listing = (listing, rows, [_position(t) for t in rows])
+            _, rows, positions = self._listing
+            start = bisect.bisect_right(positions, after) if after is not None else 0
+            page = rows[start : start + limit]
+            more = len(rows) > start + limit
             return {
                 "tasks": [task_json(t) for t in page],
                 "next_cursor": encode_cursor(_position(page[-1]), filters) if more else None,
@@ -446,7 +455,13 @@ class SalesConnectEmulator:
             "deleted_at": None,
         }
         self._state.tasks[task_id] = task
+        self._changed()
         return task
+
+    def _changed(self) -> None:
+        """The tasks changed (call with the lock held): the next listing sorts them again."""
+        self._changes = getattr(self, "_changes", 0) + 1
+        self._listing: tuple[Any, list[dict[str, Any]], list[Any]] | None = None
 
     def _live(self, task_id: str, include_deleted: bool = False) -> dict[str, Any]:
         self._purge()
@@ -489,6 +504,7 @@ class SalesConnectEmulator:
             task = state.tasks.get(task_id)
             if task is not None and task["deleted_at"] and task["deleted_at"] < tomb_limit:
                 del state.tasks[task_id]
+                self._changed()
         key_limit = now - timedelta(hours=IDEMPOTENCY_TTL_HOURS)
         while state.key_times and state.key_times[0][0] < key_limit:
             _created, key = heapq.heappop(state.key_times)
