@@ -34,8 +34,9 @@ _READ_CONCURRENCY = 8
 # How far before a journaled create the lookup for it starts (clock skew, slow request).
 _LOOKUP_MARGIN = timedelta(minutes=10)
 # Converting a page of records is CPU work on the event loop the dashboard shares: hand the
-# loop back every this many records so the screen stays responsive during a big read.
-YIELD_EVERY = 250
+# loop back every this many records (~10 ms of work) so the screen stays responsive during a
+# big read (docs/benchmarks.md, target 5: no stall over 50 ms).
+YIELD_EVERY = 50
 
 
 async def converted_pages(
