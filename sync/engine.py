@@ -521,9 +521,10 @@ class SyncEngine:
             guard_min_deletes=settings.mass_delete_minimum,
             allow_mass_delete=allow_mass_delete,
         )
-        # The planner is pure and gets its own copies: it runs on a worker thread.
-        the_plan = await asyncio.to_thread(
-            make_plan,
+        # The planner is pure and gets its own copies: it runs on a worker thread, and so does
+        # describing its actions for the summary (10,000 of them at an import: ~50 ms).
+        the_plan, planned = await asyncio.to_thread(
+            _plan_and_describe,
             [settled.get(link.key, link) for link in self._touched_links(reads)],
             list(reads[Side.SALESCONNECT].tasks.values()),
             list(reads[Side.SALESFORCE].tasks.values()),
@@ -533,7 +534,6 @@ class SyncEngine:
             resolutions=self.store.resolutions(),
             linked_count=len(self.store.links()),
         )
-        planned = tuple(_describe(a) for a in the_plan.actions)
         if dry_run:
             return self._summary(
                 run_id, started, reason, dry_run=True, plan=the_plan, planned=planned
@@ -1361,6 +1361,11 @@ async def _find_sc_created(sc: SalesConnectSide, intent: CreateIntent, store: St
         ):
             return task.id
     return ""
+
+
+def _plan_and_describe(*args: Any, **kwargs: Any) -> tuple[Any, tuple[PlannedChange, ...]]:
+    the_plan = make_plan(*args, **kwargs)
+    return the_plan, tuple(_describe(a) for a in the_plan.actions)
 
 
 def _describe(action: Action) -> PlannedChange:
