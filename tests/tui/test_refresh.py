@@ -207,3 +207,27 @@ async def test_rows_built_so_far_are_shown_while_a_burst_is_still_being_built(
         # Two tasks a refresh: the first rows show long before the last are built.
         await wait_until(pilot, lambda: 0 < renamed() < len(linked), what="a part shown")
         await wait_until(pilot, lambda: renamed() == len(linked), what="all of the burst")
+
+
+async def test_the_cursor_follows_its_task_when_a_run_links_it(demo: Any) -> None:
+    from datetime import date
+
+    from sync.dashboard import ids_of_key
+
+    app = ReminderSyncApp(demo.engine, run_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("v")
+        dash = dashboard(app)
+        # A Salesforce task Sales Connect refuses (a blank name): an unlinked row with an error.
+        sf_id = demo.sf.add_task(Subject="placeholder", ActivityDate=str(date.today()))["Id"]
+        demo.sf.update_task(sf_id, Subject="")
+        await demo.engine.run_once()
+        unlinked = f"sf:{sf_id}"
+        await wait_until(pilot, lambda: dash.table.index_of(unlinked) is not None, what="row")
+        dash.table.move_to_key(unlinked)
+        # Named now: the next run copies it, its row becomes a link row and sorts elsewhere.
+        demo.sf.update_task(sf_id, Subject="zz Linked at last")
+        await demo.engine.run_once()
+        await wait_until(pilot, lambda: dash.table.index_of(unlinked) is None, what="link row")
+        assert dash.table.cursor_key is not None
+        assert ids_of_key(dash.table.cursor_key)[1] == sf_id

@@ -19,13 +19,14 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input
 
+from sync.dashboard import ids_of_key
 from sync.model import STATUS_COMPLETE, STATUS_OPEN, Side, Task
 from tui.widgets.key_bar import KeyBar
 from tui.widgets.line import Line
 from tui.widgets.row_index import RowIndex
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.task_rows import Layout, sf_priority, sf_status, state_of
-from tui.widgets.task_table import TaskTable
+from tui.widgets.task_table import RowView, TaskTable
 from tui.widgets.text import plain
 
 if TYPE_CHECKING:
@@ -182,11 +183,24 @@ class DashboardScreen(Screen):
         shown = self._index.visible(
             command_center=self.view == COMMAND_CENTER, needle=self.filter_text
         )
+        before = table.cursor_key
         table.show(shown)
+        if before is not None and table.index_of(before) is None:
+            self._follow(before, shown)
         self._shown_count = len(shown)
         self.refresh_title()
         self.refresh_status()
         self.refresh_detail()
+
+    def _follow(self, gone: str, shown: list[RowView]) -> None:
+        """The cursor's row left; if its task is on another row now (a new link replaced its
+        unlinked row), the cursor goes there instead of staying at the old position."""
+        sc_id, sf_id = ids_of_key(gone)
+        for row in shown:
+            row_sc, row_sf = ids_of_key(row.key)
+            if (sc_id and row_sc == sc_id) or (sf_id and row_sf == sf_id):
+                self.table.move_to_key(row.key)
+                return
 
     def refresh_title(self) -> None:
         title = Text()
