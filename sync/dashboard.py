@@ -232,12 +232,10 @@ class RowCache:
     def rows(self) -> list[Row]:
         return list(self._fresh().values())
 
-    def built(self) -> list[Row]:
-        """The rows as last built: a task changed since shows as it was, until `patch_some`
-        or `rows` builds it again."""
-        if self._rows is None:
-            return self.rows()
-        return list(self._rows.values())
+    def built(self) -> dict[str, Row]:
+        """The rows as last built, by key: a task changed since shows as it was, until
+        `patch_some` or `rows` builds it again."""
+        return dict(self._rows if self._rows is not None else self._fresh())
 
     def patch_some(self, limit: int) -> bool:
         """Build again the rows of at most about `limit` changed tasks (and their partners).

@@ -1053,10 +1053,10 @@ class SyncEngine:
         """One row per link and per unlinked task (cached: only changed rows are rebuilt)."""
         return self._rows.rows()
 
-    def rows_so_far(self) -> list[Row]:
-        """The rows as last built, without building any again: a task changed since shows as
-        it was until `prepare_rows` or `rows` gets to it. For a UI that builds a long burst a
-        slice at a time and shows what it has meanwhile."""
+    def rows_so_far(self) -> dict[str, Row]:
+        """The rows as last built, by row key, without building any again: a task changed
+        since shows as it was until `prepare_rows` or `rows` gets to it. For a UI that builds
+        a long burst a slice at a time and shows what it has meanwhile."""
         return self._rows.built()
 
     def prepare_rows(self, limit: int = 200) -> bool:

@@ -319,10 +319,19 @@ class ReminderSyncApp(App[str | None]):
             self._slices += 1
             asyncio.get_running_loop().call_later(SLICE_PAUSE, self._flush)
             return
-        # Caught up, or a run keeps changing tasks faster than a few slices build them: show
-        # the rows built so far, and keep the changed keys for the next refresh, which will
-        # find their rows built (a refresh never waits for a run to stop changing things).
-        self._slices = 0
+        if self._slices:
+            # The slice that ended the chain ran in this loop turn: show in the next one.
+            self._slices = 0
+            asyncio.get_running_loop().call_later(SLICE_PAUSE, self._show)
+            return
+        self._show()
+
+    def _show(self) -> None:
+        """Refresh the screens. Caught up, or a run keeps changing tasks faster than a few
+        slices build them: show the rows built so far, and keep the changed keys for the next
+        refresh, which will find their rows built (a refresh never waits for a run to stop
+        changing things)."""
+        caught_up = self.engine.prepare_rows(0)  # builds nothing: are all changes built?
         self._flush_pending = False
         started = time.monotonic()
         keys = frozenset(self._dirty_keys)

@@ -4,6 +4,7 @@ they are exactly the rows a full rebuild gives, and `status().pending` agrees wi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sync.dashboard import Row, RowState
@@ -101,9 +102,9 @@ async def test_rows_so_far_builds_nothing(sf, sc, clock, engine) -> None:
     sf.update_task(task_id, Subject="After")
     await engine.run_once()
 
-    def name_in(rows: list[Row]) -> str:
+    def name_in(rows: Iterable[Row]) -> str:
         return next(r.sc.fields.name for r in rows if r.sf and r.sf.id == task_id)
 
-    assert name_in(engine.rows_so_far()) == "Before"  # as last built
+    assert name_in(engine.rows_so_far().values()) == "Before"  # as last built
     assert name_in(engine.rows()) == "After"
-    assert name_in(engine.rows_so_far()) == "After"
+    assert name_in(engine.rows_so_far().values()) == "After"

@@ -9,7 +9,7 @@ rendered. Pure: no widgets, no engine calls.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -52,13 +52,15 @@ class RowIndex:
                 entry.soon = in_command_center(entry.row, today)
         return True
 
-    def update(self, rows: Iterable[Any], changed: Collection[str] | None = None) -> bool:
+    def update(
+        self, rows: Mapping[str, Any] | Iterable[Any], changed: Collection[str] | None = None
+    ) -> bool:
         """Take the engine's current rows. With `changed` None every row is compared with the
         one held; with a set of keys (the engine's TasksChanged), only those rows and the rows
         that came or went are looked at (a cost that follows the change, not the 10,000 rows
         held), and the rest keep what was derived from them. Returns whether any row changed.
         """
-        fresh = {row.key: row for row in rows}
+        fresh = rows if isinstance(rows, dict) else {row.key: row for row in rows}
         entries = self._entries
         came = fresh.keys() - entries.keys()
         went = entries.keys() - fresh.keys()
