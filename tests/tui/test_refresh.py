@@ -141,6 +141,13 @@ async def test_a_hidden_dashboard_catches_up_when_shown_again(demo: Any) -> None
         assert calls["rows"] == 1
 
 
+async def in_sync_rows(app: ReminderSyncApp, pilot: Any, count: int) -> tuple[Any, list[Any]]:
+    """The dashboard in the All view, and its first `count` rows in sync."""
+    await pilot.press("v")
+    dash = dashboard(app)
+    return dash, [r for r in dash._rows_by_key.values() if str(r.state) == "in_sync"][:count]
+
+
 async def test_a_burst_of_changes_is_built_in_slices_between_other_work(
     demo: Any, monkeypatch: Any
 ) -> None:
@@ -149,9 +156,7 @@ async def test_a_burst_of_changes_is_built_in_slices_between_other_work(
     monkeypatch.setattr(tui.app, "ROWS_PER_STEP", 2)
     app = ReminderSyncApp(demo.engine, run_engine=False)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("v")
-        dash = dashboard(app)
-        linked = [r for r in dash._rows_by_key.values() if str(r.state) == "in_sync"][:8]
+        dash, linked = await in_sync_rows(app, pilot, 8)
         slices = Counter[str]()
         real = demo.engine.prepare_rows
 
@@ -194,9 +199,7 @@ async def test_rows_built_so_far_are_shown_while_a_burst_is_still_being_built(
     monkeypatch.setattr(tui.app, "SLICES_BEFORE_SHOWING", 1)
     app = ReminderSyncApp(demo.engine, run_engine=False)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("v")
-        dash = dashboard(app)
-        linked = [r for r in dash._rows_by_key.values() if str(r.state) == "in_sync"][:6]
+        dash, linked = await in_sync_rows(app, pilot, 6)
         for n, row in enumerate(linked):
             demo.sf.update_task(row.sf.id, Subject=f"Burst {n}")
         await demo.engine.run_once()
