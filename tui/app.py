@@ -338,6 +338,10 @@ class ReminderSyncApp(App[str | None]):
         rows = self._dirty_rows
         if caught_up:
             self._dirty_keys, self._dirty_rows = set(), False
+        else:
+            # Kept for the next refresh: only keys of rows that exist (a row that appears
+            # later is new to the dashboard anyway), so an import's kept keys do not pile up.
+            self._dirty_keys.intersection_update(self.engine.rows_so_far())
         if self._dirty_status and caught_up:
             # Not before: engine.status() counts pending rows, which builds every changed row
             # at once; until then the status line keeps the counts it has.
