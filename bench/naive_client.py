@@ -6,16 +6,23 @@ wall time.
 Both clients get the same Salesforce emulator over TLS (simple-salesforce only builds https://
 URLs; the engine trusts the same self-signed certificate), each its own fresh pair of emulators.
 
+Where the emulators run (`--servers`): on threads of this process (`thread`, the default, as
+`bench.common.rig`), so their CPU shares the GIL with the client under test; or in a child
+process (`process`, `bench.emulator_process.remote_rig`), as real services would be. Both
+clients face the same setup in one run.
+
     .venv/bin/python -m bench.naive_client               # 10,000 tasks
     .venv/bin/python -m bench.naive_client --size 200
+    .venv/bin/python -m bench.naive_client --servers process
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +31,6 @@ import requests
 from simple_salesforce import Salesforce
 
 from bench.common import (
-    SC_API_PATH,
     Rig,
     Stopwatch,
     edit_both_sides,
@@ -37,11 +43,16 @@ from bench.common import (
     seed_sc_tasks,
     verdict,
 )
+from bench.emulator_process import RemoteRig, remote_rig
 
 EDITS = 10
 SF_VERSION = "62.0"
 CALL_RATIO_TARGET = 50
 TIME_RATIO_TARGET = 10
+SERVERS = {
+    "thread": "emulators on threads of this process",
+    "process": "emulators in a child process",
+}
 
 # ----------------------------------------------------------------------------- the naive script
 # What a rep's "quick script" looks like: list Sales Connect, then one Salesforce call per task.
@@ -152,19 +163,37 @@ class NaiveScript:
         return writes
 
 
-def naive_script(the_rig: Rig) -> NaiveScript:
-    """simple-salesforce and requests, logged in as a user would (client credentials)."""
+def _endpoints(the_rig: Rig | RemoteRig) -> tuple[dict[str, str], str]:
+    """The emulators' URLs and credentials (as `bench.common.connect_home` takes them) and the
+    certificate Salesforce is served with, wherever the emulators run."""
+    if isinstance(the_rig, RemoteRig):
+        assert the_rig.certfile is not None
+        return the_rig.endpoints, the_rig.certfile
     assert the_rig.cert is not None
+    sf_config, sc_config = the_rig.sf.config, the_rig.sc.config
+    endpoints = {
+        "sf_url": the_rig.sf_server.base_url,
+        "sf_client_id": sf_config.client_id,
+        "sf_secret": sf_config.client_secret,
+        "sc_url": the_rig.sc_base_url,
+        "sc_client_id": sc_config.client_id,
+        "sc_secret": sc_config.client_secret,
+    }
+    return endpoints, the_rig.cert.certfile
+
+
+def naive_script(the_rig: Rig | RemoteRig) -> NaiveScript:
+    """simple-salesforce and requests, logged in as a user would (client credentials)."""
+    endpoints, certfile = _endpoints(the_rig)
     sf_session = requests.Session()
     sf_session.trust_env = False  # else REQUESTS_CA_BUNDLE from the environment beats .verify
-    sf_session.verify = the_rig.cert.certfile
-    sf_config = the_rig.sf.config
+    sf_session.verify = certfile
     token = sf_session.post(
-        the_rig.sf_server.base_url + "/services/oauth2/token",
+        endpoints["sf_url"] + "/services/oauth2/token",
         data={
             "grant_type": "client_credentials",
-            "client_id": sf_config.client_id,
-            "client_secret": sf_config.client_secret,
+            "client_id": endpoints["sf_client_id"],
+            "client_secret": endpoints["sf_secret"],
         },
     ).json()
     sf = Salesforce(
@@ -175,17 +204,37 @@ def naive_script(the_rig: Rig) -> NaiveScript:
     )
     sc_session = requests.Session()
     sc_session.trust_env = False
-    sc_config = the_rig.sc.config
     sc_token = sc_session.post(
-        the_rig.sc_server.base_url + SC_API_PATH + "/oauth/token",
+        endpoints["sc_url"] + "/oauth/token",
         data={
             "grant_type": "client_credentials",
-            "client_id": sc_config.client_id,
-            "client_secret": sc_config.client_secret,
+            "client_id": endpoints["sc_client_id"],
+            "client_secret": endpoints["sc_secret"],
         },
     ).json()["access_token"]
     sc_session.headers["Authorization"] = f"Bearer {sc_token}"
-    return NaiveScript(sf, sc_session, the_rig.sc_base_url, the_rig.home.parent / "naive.json")
+    return NaiveScript(sf, sc_session, endpoints["sc_url"], the_rig.home.parent / "naive.json")
+
+
+@contextlib.asynccontextmanager
+async def serve(servers: str) -> AsyncIterator[Rig | RemoteRig]:
+    """A fresh pair of emulators (Salesforce over TLS) and a state home connected to both."""
+    if servers == "thread":
+        async with rig(tls=True) as the_rig:
+            yield the_rig
+    elif servers == "process":
+        async with remote_rig(tls=True) as remote:
+            yield remote
+    else:
+        raise ValueError(f"servers: {servers!r} (thread or process)")
+
+
+def seed(the_rig: Rig | RemoteRig, size: int) -> None:
+    """`size` new Sales Connect tasks, made by the emulator's seeding API where it runs."""
+    if isinstance(the_rig, RemoteRig):
+        the_rig.seed_sc_tasks(size)
+    else:
+        seed_sc_tasks(the_rig.sc, size)
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -201,7 +250,7 @@ class Measured:
     ok: bool
 
 
-def measure(the_rig: Rig, client: str, step: str, action: Any) -> tuple[Measured, Any]:
+def measure(the_rig: Rig | RemoteRig, client: str, step: str, action: Any) -> tuple[Measured, Any]:
     sf_before, sc_before = the_rig.sf_calls(), the_rig.sc_calls()
     with Stopwatch() as watch:
         result = action()
@@ -216,14 +265,14 @@ def measure(the_rig: Rig, client: str, step: str, action: Any) -> tuple[Measured
     return measured, result
 
 
-async def run_naive(size: int, per_record_reads: bool) -> list[Measured]:
+async def run_naive(size: int, per_record_reads: bool, servers: str = "thread") -> list[Measured]:
     label = "naive script" + (" (per-record reads)" if per_record_reads else " (SOQL reads)")
-    async with rig(tls=True) as the_rig:
+    async with serve(servers) as the_rig:
         engine = the_rig.build_engine()  # only to switch sync on in SC, as the app would
         await engine.set_enabled(True, start=False)
         await the_rig.close_engine(engine)
         time.sleep(0.01)
-        seed_sc_tasks(the_rig.sc, size)
+        seed(the_rig, size)
         script = naive_script(the_rig)
         creates, _ = measure(the_rig, label, f"{size:,} creates", script.push_new_tasks)
         creates.ok = len(the_rig.sf.tasks()) == size
@@ -248,13 +297,13 @@ class _Link:
     sf_id: str
 
 
-async def run_engine(size: int) -> list[Measured]:
+async def run_engine(size: int, servers: str = "thread") -> list[Measured]:
     label = "reminder-sync"
-    async with rig(tls=True) as the_rig:
+    async with serve(servers) as the_rig:
         engine = the_rig.build_engine()
         await engine.set_enabled(True, start=False)
         time.sleep(0.01)
-        seed_sc_tasks(the_rig.sc, size)
+        seed(the_rig, size)
         sf_before, sc_before = the_rig.sf_calls(), the_rig.sc_calls()
         with Stopwatch() as watch:
             first = await engine.run_once()
@@ -294,17 +343,23 @@ def _ratio(naive: float, ours: float) -> str:
     return f"{naive / ours:.1f}x" if ours else "inf"
 
 
-async def main(size: int, smarter: bool = True) -> dict[str, list[Measured]]:
-    header(f"reminder-sync against a naive simple-salesforce script, {size:,} tasks")
-    results = {"engine": await run_engine(size), "naive": await run_naive(size, True)}
+async def main(
+    size: int, smarter: bool = True, servers: str = "thread"
+) -> dict[str, list[Measured]]:
+    where = SERVERS[servers]
+    header(f"reminder-sync against a naive simple-salesforce script, {size:,} tasks, {where}")
+    results = {
+        "engine": await run_engine(size, servers),
+        "naive": await run_naive(size, True, servers),
+    }
     if smarter:
-        results["soql"] = await run_naive(size, False)
+        results["soql"] = await run_naive(size, False, servers)
     rows = []
     for key in ("engine", "naive", "soql"):
         for m in results.get(key, []):
             rows.append((m.client, m.step, m.sf_calls, m.sc_calls, m.seconds, m.ok))
     print_table(
-        f"Side by side (load average {load_average()})",
+        f"Side by side, {where} (load average {load_average()})",
         ("client", "step", "SF calls", "SC calls", "wall s", "result correct"),
         rows,
     )
@@ -338,5 +393,12 @@ async def main(size: int, smarter: bool = True) -> dict[str, list[Measured]]:
 if __name__ == "__main__":
     p = parser(__doc__.splitlines()[0], 10_000)
     p.add_argument("--no-soql", action="store_true", help="skip the SOQL-reading script")
+    p.add_argument(
+        "--servers",
+        choices=tuple(SERVERS),
+        default="thread",
+        help="where the emulators run: threads of this process, or a child process "
+        "(default %(default)s)",
+    )
     args = p.parse_args()
-    asyncio.run(main(args.size, smarter=not args.no_soql))
+    asyncio.run(main(args.size, smarter=not args.no_soql, servers=args.servers))

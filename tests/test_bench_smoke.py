@@ -44,6 +44,25 @@ async def test_naive_script_makes_a_call_per_record_and_the_engine_batches(capsy
     assert ours_edits.sf_calls <= incremental.MAX_SF_CALLS
 
 
+async def test_naive_comparison_runs_with_the_emulators_in_a_child_process(capsys) -> None:
+    results = await naive_client.main(TINY, smarter=True, servers="process")
+    out = capsys.readouterr().out
+    assert "### Side by side, emulators in a child process" in out
+    assert "### Ratios, naive / reminder-sync" in out
+    ours_creates, ours_edits = results["engine"]
+    naive_creates, naive_edits = results["naive"]
+    soql_creates, soql_edits = results["soql"]
+    assert all(m.ok for ms in results.values() for m in ms)
+    # Counted by the child's emulators: one SF call per record created or read one at a time;
+    # the SOQL script's edits are a query plus an update per edit made in Sales Connect (half).
+    assert naive_creates.sf_calls == soql_creates.sf_calls == TINY
+    assert naive_edits.sf_calls == TINY + naive_client.EDITS // 2
+    assert soql_edits.sf_calls == 1 + naive_client.EDITS // 2
+    assert naive_creates.sc_calls >= 1 and ours_creates.sc_calls >= 1
+    assert ours_creates.sf_calls <= sf_allowed(sf_lower_bound(read=TINY, written=TINY))
+    assert ours_edits.sf_calls <= incremental.MAX_SF_CALLS
+
+
 async def test_growth_reports_import_save_and_rss_from_the_engine_process(capsys) -> None:
     results = await growth.main([TINY])
     out = capsys.readouterr().out
