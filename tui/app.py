@@ -44,7 +44,7 @@ REFRESH_MAX_WAIT = 2.0
 # Rows the engine builds again per slice after a burst (about 40 us each): ~4 ms a slice.
 ROWS_PER_STEP = 100
 SLICE_PAUSE = 0.005
-SLICES_BEFORE_SHOWING = 20  # then the screens show the rows built so far
+SLICES_BEFORE_SHOWING = 8  # then the screens show the rows built so far (~800 rows a refresh)
 
 
 def _utc_now() -> datetime:
