@@ -194,6 +194,19 @@ async def test_a_query_of_2600_tasks_follows_next_records_url(org: Org) -> None:
     assert org.client.calls - calls == 2  # 2,000 + 600
 
 
+async def test_changed_tasks_come_in_small_pages_from_one_query_call(org: Org) -> None:
+    from sync.connectors.salesforce import CHANGES_PAGE
+
+    seeded = set(seed(org, 2 * CHANGES_PAGE + 10))
+    calls = org.client.calls
+    pages = [page async for page in org.client.changed_task_pages(org.config.user_id, None)]
+    # Handed over a few hundred at a time (short steps of the shared event loop)...
+    assert [len(page) for page in pages] == [CHANGES_PAGE, CHANGES_PAGE, 10]
+    assert {r["Id"] for page in pages for r in page} == seeded
+    # ...from one query call: the API's pages hold 2,000 records.
+    assert org.client.calls - calls == 1
+
+
 async def test_query_all_includes_deleted_rows_and_query_does_not(org: Org) -> None:
     keep, gone = seed(org, 2)
     org.emulator.delete_task(gone)
