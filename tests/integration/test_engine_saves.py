@@ -22,16 +22,22 @@ from sync.journal import Journal
 from sync.storage import backup_path
 
 
-async def run_in_a_new_engine(home: Path, secrets: Any, clock: Any) -> tuple[Any, int]:
-    """One run by a fresh engine (a new process); returns its summary and its state saves."""
+async def run_with_saves_watched(
+    home: Path, secrets: Any, clock: Any, *, max_waiting: int | None = None
+) -> tuple[Any, list[int]]:
+    """One run by a fresh engine (a new process); returns its summary and, for each state save
+    that wrote, how many links the store held then. `max_waiting`: creates before a checkpoint."""
     engine = build_engine(home, secrets, clock=clock.now)
-    saves = 0
+    if max_waiting is not None:
+        engine._saver.max_waiting = max_waiting
+    linked_at_save: list[int] = []
     original = engine.store.save
 
     def counted() -> bool:
-        nonlocal saves
+        links = len(engine.store.links())
         wrote = original()
-        saves += wrote
+        if wrote:
+            linked_at_save.append(links)
         return wrote
 
     engine.store.save = counted
@@ -39,8 +45,14 @@ async def run_in_a_new_engine(home: Path, secrets: Any, clock: Any) -> tuple[Any
         summary = await engine.run_once()
     finally:
         await engine.aclose()
+    return summary, linked_at_save
+
+
+async def run_in_a_new_engine(home: Path, secrets: Any, clock: Any) -> tuple[Any, int]:
+    """One run by a fresh engine; returns its summary and how many state saves wrote."""
+    summary, saves = await run_with_saves_watched(home, secrets, clock)
     assert summary.outcome is Outcome.DONE, summary.message
-    return summary, saves
+    return summary, len(saves)
 
 
 def journal_entries(home: Path) -> dict[str, bool]:
@@ -198,23 +210,10 @@ async def test_a_long_import_checkpoints_between_batches_never_after_the_last(
     await enable(connected_home, secrets, clock)
     for n in range(5):  # three batches of creates
         sc.create_task(name=f"Quote {n}")
-    engine = build_engine(connected_home, secrets, clock=clock.now)
-    engine._saver.max_waiting = 1  # a checkpoint is due after every batch
-    linked_at_save: list[int] = []
-    original = engine.store.save
-
-    def counted() -> bool:
-        links = len(engine.store.links())
-        wrote = original()
-        if wrote:
-            linked_at_save.append(links)
-        return wrote
-
-    engine.store.save = counted
-    try:
-        summary = await engine.run_once()
-    finally:
-        await engine.aclose()
+    # max_waiting=1: a checkpoint is due after every batch
+    summary, linked_at_save = await run_with_saves_watched(
+        connected_home, secrets, clock, max_waiting=1
+    )
     assert summary.outcome is Outcome.DONE and summary.writes == 5
     # before the second and the third batch, then the run's one save; none after the last
     assert linked_at_save == [2, 4, 5]

@@ -3,6 +3,7 @@ change; the view, the filter and the order come from what it holds."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date, timedelta
 
@@ -34,6 +35,11 @@ def week() -> list[Row]:
     ]
 
 
+def by_key(rows: Iterable[Row]) -> dict[str, Row]:
+    """The rows as the engine hands them over (`rows_so_far`)."""
+    return {r.key: r for r in rows}
+
+
 def names(views: list) -> list[str]:
     return [str(view.cells[1]) for view in views]
 
@@ -41,7 +47,7 @@ def names(views: list) -> list[str]:
 def index_of(rows: list[Row]) -> RowIndex:
     index = RowIndex()
     index.set_basis(WIDE, TODAY)
-    index.update(rows)
+    index.update(by_key(rows))
     return index
 
 
@@ -64,12 +70,12 @@ def test_unchanged_rows_keep_their_cells_a_changed_row_is_rendered_again() -> No
     # The engine built every row anew (equal but not the same objects); one really changed.
     fresh = [replace(r) for r in rows]
     fresh[1] = row(2, "Email Bob (moved)", TODAY + timedelta(days=1))
-    assert index.update(fresh)
+    assert index.update(by_key(fresh))
     again = {view.key: view for view in index.visible(command_center=False)}
     assert again["sc2|sf2"] is not first["sc2|sf2"]
     assert str(again["sc2|sf2"].cells[1]) == "Email Bob (moved)"
     assert all(again[key] is first[key] for key in first if key != "sc2|sf2")
-    assert not index.update([replace(r) for r in fresh])  # nothing changed
+    assert not index.update(by_key(replace(r) for r in fresh))  # nothing changed
 
 
 def test_changed_keys_name_the_rows_to_render_again() -> None:
@@ -79,17 +85,17 @@ def test_changed_keys_name_the_rows_to_render_again() -> None:
     fresh = list(rows)
     fresh[0] = row(1, "Call Jane (done)", TODAY)
     fresh[2] = row(3, "Quarterly plan (v2)", TODAY + timedelta(days=9))
-    index.update(fresh, changed={"sc1|sf1"})  # the engine said only row 1 changed
+    index.update(by_key(fresh), changed={"sc1|sf1"})  # the engine said only row 1 changed
     shown = names(index.visible(command_center=False))
     assert "Call Jane (done)" in shown and "Quarterly plan" in shown
-    index.update(fresh)  # a full comparison finds the rest
+    index.update(by_key(fresh))  # a full comparison finds the rest
     assert "Quarterly plan (v2)" in names(index.visible(command_center=False))
 
 
 def test_rows_that_leave_or_arrive_and_a_new_day() -> None:
     rows = week()
     index = index_of(rows)
-    index.update([*rows[1:], row(5, "New task", TODAY)], changed=set())
+    index.update(by_key([*rows[1:], row(5, "New task", TODAY)]), changed=set())
     assert names(index.visible(command_center=True)) == ["New task", "Email Bob"]
     assert "sc1|sf1" not in index.rows and "sc5|sf5" in index.rows
     index.set_basis(WIDE, TODAY + timedelta(days=1))  # after midnight: tomorrow is today

@@ -52,15 +52,14 @@ class RowIndex:
                 entry.soon = in_command_center(entry.row, today)
         return True
 
-    def update(
-        self, rows: Mapping[str, Any] | Iterable[Any], changed: Collection[str] | None = None
-    ) -> bool:
-        """Take the engine's current rows. With `changed` None every row is compared with the
-        one held; with a set of keys (the engine's TasksChanged), only those rows and the rows
-        that came or went are looked at (a cost that follows the change, not the 10,000 rows
-        held), and the rest keep what was derived from them. Returns whether any row changed.
+    def update(self, rows: Mapping[str, Any], changed: Collection[str] | None = None) -> bool:
+        """Take the engine's current rows, by key (`engine.rows_so_far()`). With `changed`
+        None every row is compared with the one held; with a set of keys (the engine's
+        TasksChanged), only those rows and the rows that came or went are looked at (a cost
+        that follows the change, not the 10,000 rows held), and the rest keep what was derived
+        from them. Returns whether any row changed.
         """
-        fresh = rows if isinstance(rows, dict) else {row.key: row for row in rows}
+        fresh = rows
         entries = self._entries
         came = fresh.keys() - entries.keys()
         went = entries.keys() - fresh.keys()
