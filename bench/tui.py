@@ -92,26 +92,30 @@ async def _key_latency(pilot: Any, app: Any) -> float:
 
 
 async def _cursor_latency(app: Any) -> float | None:
-    """Press Down (Up on the last row) until the table's cursor is on the next task and is
-    drawn: the key a user presses most. None when the table has fewer than two rows.
+    """Press Down (Up on the last row) until the table has moved its cursor and that is drawn:
+    the key a user presses most. None when the table has fewer than two rows.
 
-    During a sync the next task's row may change key while the key travels (an import links
-    it: `sc:<id>` becomes `<sc id>|<sf id>`, and the cursor follows its task), so the cursor
-    counts as arrived on any row of that task."""
-    from sync.dashboard import ids_of_key
-
+    Not "until the cursor is on the next task's row": during a sync a refresh may reorder the
+    rows while the key travels (an import links tasks, which re-keys and re-sorts their rows),
+    and the row below the cursor is then another task's."""
     table = app.screen.table
     if table.row_count < 2:
         return None
-    before = table.cursor_row
-    key, target = ("down", before + 1) if before < table.row_count - 1 else ("up", before - 1)
-    sc_id, sf_id = ids_of_key(table.keys[target])
+    key = "down" if table.cursor_row < table.row_count - 1 else "up"
+    action = f"action_cursor_{key}"
+    move = getattr(table, action)
+    moved = False
 
-    def arrived() -> bool:
-        now_sc, now_sf = ids_of_key(table.cursor_key or "")
-        return bool((sc_id and now_sc == sc_id) or (sf_id and now_sf == sf_id))
+    def spy() -> None:
+        nonlocal moved
+        move()
+        moved = True
 
-    return await _press(app, key, None, arrived, "the cursor")
+    setattr(table, action, spy)  # Textual looks the action up on the widget at each key
+    try:
+        return await _press(app, key, None, lambda: moved, "the cursor")
+    finally:
+        delattr(table, action)
 
 
 async def _import(the_rig: RemoteRig, size: int) -> None:
