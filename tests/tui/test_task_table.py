@@ -3,6 +3,7 @@ stays on its task, and what is drawn is the cells' text, never markup."""
 
 from __future__ import annotations
 
+import pytest
 from rich.text import Text
 from textual.app import App, ComposeResult
 
@@ -130,6 +131,41 @@ async def test_ten_thousand_rows_update_by_diff_and_repaint_only_what_is_on_scre
         table.move_to_key("k1999")
         await pilot.pause()
         assert "Task 1999" in drawn(table)[-1]  # the cursor's row was scrolled into view
+
+
+async def test_rows_coming_and_going_lay_out_the_screen_only_when_the_scrollbar_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = TableApp()
+    async with app.run_test(size=(80, 20)) as pilot:
+        table = app.query_one(TaskTable)
+        layouts: list[object] = []
+        lay_out = app.screen._refresh_layout
+        monkeypatch.setattr(
+            app.screen, "_refresh_layout", lambda *a, **k: layouts.append(a) or lay_out(*a, **k)
+        )
+        rows = [row(f"k{i}", f"Task {i}") for i in range(300)]
+        table.show(rows[:5])
+        await pilot.pause()
+        assert not table.show_vertical_scrollbar
+        table.show(rows[:100])
+        await pilot.pause()
+        assert table.show_vertical_scrollbar and layouts  # it came: the screen was laid out
+        layouts.clear()
+        table.show(rows)
+        await pilot.pause()
+        table.move_to_key("k299")
+        await pilot.pause()
+        assert not layouts  # rows only: the scroll range follows without a layout pass
+        assert table.max_scroll_y == 300 + 1 - table.scrollable_content_region.height
+        assert "Task 299" in drawn(table)[-1]
+        table.show(rows[:50])
+        await pilot.pause()
+        assert table.cursor_key == "k49" and "Task 49" in drawn(table)[-1]
+        table.show(rows[:5])
+        await pilot.pause()
+        assert not table.show_vertical_scrollbar and layouts  # it went
+        assert table.scroll_y == 0 and "Task 4" in drawn(table)[5]
 
 
 async def test_many_rows_leave_and_arrive_in_one_update() -> None:
