@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.geometry import Region
 
 from tui.widgets.task_table import Column, RowView, TaskTable
 
@@ -166,6 +167,27 @@ async def test_rows_coming_and_going_lay_out_the_screen_only_when_the_scrollbar_
         await pilot.pause()
         assert not table.show_vertical_scrollbar and layouts  # it went
         assert table.scroll_y == 0 and "Task 4" in drawn(table)[5]
+
+
+async def test_a_paint_looks_up_the_table_style_once_not_per_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = TableApp()
+    async with app.run_test(size=(80, 20)) as pilot:
+        table = app.query_one(TaskTable)
+        table.show([row(f"k{i}", f"Task {i}") for i in range(100)])
+        await pilot.pause()
+        one_by_one = [table.render_line(y) for y in range(table.size.height)]
+        looked_up: list[object] = []
+        style_of = TaskTable.rich_style
+        monkeypatch.setattr(
+            TaskTable, "rich_style", property(lambda t: looked_up.append(t) or style_of.fget(t))
+        )
+        table.refresh()
+        painted = table.render_lines(Region(0, 0, table.size.width, table.size.height))
+        assert len(looked_up) == 1
+        assert [strip.text for strip in painted] == [strip.text for strip in one_by_one]
+        assert "Task 2" in painted[3].text
 
 
 async def test_many_rows_leave_and_arrive_in_one_update() -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
@@ -127,6 +128,7 @@ class TaskTable(ScrollView, can_focus=True):
         self._strips: dict[str, Strip] = {}  # key -> the row's rendered line, unstyled
         self._header: Strip | None = None
         self._cursor = 0
+        self._paint_style: Style | None = None  # the widget's style during one paint
         self.last_diff = DiffStats()
 
     # -- columns -----------------------------------------------------------------------------
@@ -334,10 +336,19 @@ class TaskTable(ScrollView, can_focus=True):
                 count += 1
         return count
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # `rich_style` walks the DOM up to the screen: two thirds of a line's cost, so once a
+        # paint (a full repaint of the table is 35 lines).
+        self._paint_style = self.rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._paint_style = None
+
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         scroll_x, scroll_y = self.scroll_offset
-        base = self.rich_style
+        base = self.rich_style if self._paint_style is None else self._paint_style
         if y < HEADER_HEIGHT:
             strip, style = self._header_strip(), "task-table--header"
         else:
