@@ -234,3 +234,64 @@ async def test_the_cursor_follows_its_task_when_a_run_links_it(demo: Any) -> Non
         await wait_until(pilot, lambda: dash.table.index_of(unlinked) is None, what="link row")
         assert dash.table.cursor_key is not None
         assert ids_of_key(dash.table.cursor_key)[1] == sf_id
+
+
+async def unseen_run(app: ReminderSyncApp, pilot: Any, engine: Any) -> None:
+    """A run the screens do not hear of, its rows built: the test refreshes them itself."""
+    refresh, app._refresh = app._refresh, lambda **_: None  # type: ignore[method-assign]
+    try:
+        await engine.run_once()
+        await pilot.pause(0.3)  # its events handled, refreshes (none) done
+    finally:
+        app._refresh = refresh  # type: ignore[method-assign]
+    while not engine.prepare_rows(100):
+        pass
+
+
+async def test_a_refresh_takes_the_rows_then_shows_them_a_loop_turn_later(demo: Any) -> None:
+    """Taking a burst's rows and showing them are two loop steps, so neither stalls the loop
+    with the other; the table then shows every row, and the cursor stays on its task."""
+    app = ReminderSyncApp(demo.engine, run_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        dash, linked = await in_sync_rows(app, pilot, 6)
+        dash.table.move_to_key(linked[2].key)
+        for n, row in enumerate(linked):
+            demo.sf.update_task(row.sf.id, Subject=f"Burst {n}")
+        await demo.engine.run_once()
+        await pilot.pause(0.3)  # the run's own refreshes are over
+        demo.sf.update_task(linked[0].sf.id, Subject="Taken, not yet shown")
+        await unseen_run(app, pilot, demo.engine)
+        dash.refresh_from_engine(rows=True, keys=None)
+        assert "Taken" in dash._rows_by_key[linked[0].key].sf.fields.name
+        assert "Taken" not in str(dash.table.cells_of(linked[0].key)[1])  # not in this step
+        await wait_until(
+            pilot,
+            lambda: "Taken" in str(dash.table.cells_of(linked[0].key)[1]),
+            what="the taken row in the table",
+        )
+        assert [str(dash.table.cells_of(r.key)[1])[:7] for r in linked[1:]] == [
+            f"Burst {n}" for n in range(1, 6)
+        ]
+        assert dash.table.cursor_key == linked[2].key
+
+
+async def test_rows_taken_just_before_another_screen_opens_are_shown_on_return(
+    demo: Any,
+) -> None:
+    from tui.screens.settings import SettingsScreen
+
+    app = ReminderSyncApp(demo.engine, run_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        dash, linked = await in_sync_rows(app, pilot, 1)
+        demo.sf.update_task(linked[0].sf.id, Subject="Renamed as Settings opened")
+        await unseen_run(app, pilot, demo.engine)
+        await app.push_screen(SettingsScreen())
+        dash.refresh_rows(show_later=True)  # taken as it opened: shown on return, not now
+        await pilot.pause(0.1)
+        assert "Renamed as" not in str(dash.table.cells_of(linked[0].key)[1])
+        await pilot.press("escape")
+        await wait_until(
+            pilot,
+            lambda: "Renamed as" in str(dash.table.cells_of(linked[0].key)[1]),
+            what="the row on return",
+        )

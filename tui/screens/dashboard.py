@@ -9,6 +9,7 @@ are rendered again. ←/→ choose the side that e/x/a/d act on.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 COMMAND_CENTER = "Command Center"
 ALL = "All"
+SHOW_PAUSE = 0.001  # not 0: what is due meanwhile (a key, a timer) goes first
 
 
 class SideBySideTable(TaskTable):
@@ -86,6 +88,8 @@ class DashboardScreen(Screen):
         self._shown_count = 0
         self._layout: Layout | None = None
         self._composed = False  # set in on_mount (is_mounted is still False there)
+        self._unshown = False  # the table lags the rows taken from the engine
+        self._show_pending = False  # ... and a loop turn from now shows them
         self.rows_shown = False  # the engine's rows have been put in the table once
         # Changes that came while another screen was on top (applied when we are back):
         # `_stale_keys` None means any row may have changed.
@@ -125,6 +129,8 @@ class DashboardScreen(Screen):
     def on_screen_resume(self) -> None:
         if not self._composed:
             return
+        if self._unshown:
+            self._show_later()
         keys = self._stale_keys if self._stale else set()
         self._stale, self._stale_keys = False, set()
         # Through the app's coalesced refresh, so the screen we return to paints first; with
@@ -157,17 +163,34 @@ class DashboardScreen(Screen):
                     self._stale_keys |= keys
             return
         if rows:
-            self.refresh_rows(keys)
+            self.refresh_rows(keys, show_later=True)
         else:
             self.refresh_status()
 
-    def refresh_rows(self, keys: frozenset[str] | None = None) -> None:
-        """Re-read the rows from the engine (once) and apply the difference to the table."""
+    def refresh_rows(self, keys: frozenset[str] | None = None, *, show_later: bool = False) -> None:
+        """Re-read the rows from the engine (once) and apply the difference to the table.
+
+        `show_later`: the table shows them a loop turn later. Taking an import's ~800 new rows
+        and showing them are each ~5-15 ms: in one loop step, with an engine step or a paint
+        beside them, the loop stalls past 50 ms; apart, a key or a timer runs in between."""
         if not self._composed:
             return
         self._index.update(self.rs_app.engine.rows_so_far(), keys)
-        self.show_rows()
-        self.rows_shown = True
+        if show_later:
+            self._show_later()
+        else:
+            self.show_rows()
+
+    def _show_later(self) -> None:
+        self._unshown = True
+        if not self._show_pending:
+            self._show_pending = True
+            asyncio.get_running_loop().call_later(SHOW_PAUSE, self._show_taken_rows)
+
+    def _show_taken_rows(self) -> None:
+        self._show_pending = False
+        if self._unshown and self.is_attached and self._visible():
+            self.show_rows()  # hidden meanwhile: shown when the screen is back
 
     def show_rows(self) -> None:
         """Show the rows held for the current view, filter and width, as a keyed diff."""
@@ -188,6 +211,7 @@ class DashboardScreen(Screen):
         if before is not None and table.index_of(before) is None:
             self._follow(before, shown)
         self._shown_count = len(shown)
+        self.rows_shown, self._unshown = True, False
         self.refresh_title()
         self.refresh_status()
         self.refresh_detail()
