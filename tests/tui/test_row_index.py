@@ -7,8 +7,11 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date, timedelta
 
+import pytest
+
 from sync.dashboard import Row, RowState
 from sync.model import Side, SideTask, Task
+from tui.widgets import row_index
 from tui.widgets.row_index import RowIndex
 from tui.widgets.task_rows import Layout
 
@@ -109,3 +112,29 @@ def test_a_new_layout_renders_the_rows_for_it() -> None:
     index.set_basis(Layout.for_width(80), TODAY)
     narrow = index.visible(command_center=True)
     assert len(wide[0].cells) == 9 and len(narrow[0].cells) == 7
+
+
+def test_whether_a_row_is_due_soon_is_worked_out_only_for_the_command_center(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Taking an import's new rows (one loop step) leaves it to showing them (the next)."""
+    asked: list[str] = []
+    real = row_index.in_command_center
+    monkeypatch.setattr(
+        row_index, "in_command_center", lambda r, day: asked.append(r.key) or real(r, day)
+    )
+    index = index_of(week())
+    index.update(by_key([*week(), row(5, "New task", TODAY)]), changed=set())
+    assert asked == []
+    assert names(index.visible(command_center=False)) == [
+        "Send proposal",
+        "Call Jane",
+        "New task",
+        "Email Bob",
+        "Quarterly plan",
+    ]
+    assert asked == []
+    assert names(index.visible(command_center=True)) == ["Call Jane", "New task", "Email Bob"]
+    assert len(asked) == 5
+    index.visible(command_center=True)
+    assert len(asked) == 5  # worked out once per row and day

@@ -21,7 +21,7 @@ from tui.widgets.task_table import RowView
 @dataclass(slots=True)
 class _Entry:
     row: Any
-    soon: bool  # due today or tomorrow on either side
+    soon: bool | None = None  # due today or tomorrow on either side; None: not worked out yet
     order: tuple | None = None
     view: RowView | None = None
     texts: tuple[str, ...] | None = None  # casefolded names, comments and reason
@@ -49,7 +49,7 @@ class RowIndex:
         for entry in self._entries.values():
             entry.view = None
             if new_day:
-                entry.soon = in_command_center(entry.row, today)
+                entry.soon = None
         return True
 
     def update(self, rows: Mapping[str, Any], changed: Collection[str] | None = None) -> bool:
@@ -81,14 +81,18 @@ class RowIndex:
                 if entry.row == row:
                     entry.row = row  # the same content in a new object: next time `is` holds
                     continue
-            entries[key] = _Entry(row, self._today is not None and self._soon(row))
+            # Whether it is due soon is worked out when the Command Center is shown: an import
+            # brings ~800 new rows a refresh, and this step is the one that takes them.
+            entries[key] = _Entry(row)
             changed_any = True
         self.rows = fresh
         return changed_any
 
-    def _soon(self, row: Any) -> bool:
-        assert self._today is not None
-        return in_command_center(row, self._today)
+    def _soon(self, entry: _Entry) -> bool:
+        if entry.soon is None:
+            assert self._today is not None
+            entry.soon = in_command_center(entry.row, self._today)
+        return entry.soon
 
     def visible(self, *, command_center: bool, needle: str = "") -> list[RowView]:
         """The rows to show, in display order, their cells rendered where not yet."""
@@ -97,7 +101,8 @@ class RowIndex:
         picked = [
             entry
             for entry in entries.values()
-            if (entry.soon or not command_center) and (not needle or self._matches(entry, needle))
+            if (not command_center or entry.soon or (entry.soon is None and self._soon(entry)))
+            and (not needle or self._matches(entry, needle))
         ]
         for entry in picked:
             if entry.order is None:
