@@ -191,7 +191,10 @@ class SyncEngine:
             yield
 
     async def aclose(self) -> None:
-        """Close the connectors, save and release the state (idempotent)."""
+        """Close the connectors, save and release the state (idempotent). A requested run
+        still going is let finish first: closing under it would fail its writes halfway."""
+        with contextlib.suppress(Exception):  # the run reports its own failure
+            await self.scheduler.wait_idle()
         if self._close_sides is not None:
             with contextlib.suppress(Exception):
                 await self._close_sides()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -40,7 +41,7 @@ YIELD_EVERY = 50
 
 
 async def converted_pages(
-    pages: AsyncIterator[list[dict[str, Any]]],
+    pages: AsyncGenerator[list[dict[str, Any]], None],
     convert: Callable[[Mapping[str, Any]], SideTask],
     *,
     replaces: Callable[[Mapping[str, Any], SideTask], bool] | None = None,
@@ -54,19 +55,20 @@ async def converted_pages(
     out: list[SideTask] = []
     where: dict[str, int] = {}
     count = 0
-    async for page in pages:
-        for raw in page:
-            count += 1
-            task = convert(raw)
-            if replaces is None:
-                out.append(task)
-            elif (at := where.get(task.id)) is None:
-                where[task.id] = len(out)
-                out.append(task)
-            elif replaces(raw, out[at]):
-                out[at] = task
-            if count % YIELD_EVERY == 0:
-                await asyncio.sleep(0)
+    async with aclosing(pages):  # stopped early (cancelled): no read-ahead left running
+        async for page in pages:
+            for raw in page:
+                count += 1
+                task = convert(raw)
+                if replaces is None:
+                    out.append(task)
+                elif (at := where.get(task.id)) is None:
+                    where[task.id] = len(out)
+                    out.append(task)
+                elif replaces(raw, out[at]):
+                    out[at] = task
+                if count % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
     return out
 
 
@@ -113,7 +115,9 @@ def _record_error(service: str, errors: Sequence[Mapping[str, Any]]) -> ServiceE
 class SalesConnectApi(Protocol):
     async def me(self) -> str: ...
     async def changed_tasks(self, updated_since: datetime | None) -> list[dict]: ...
-    def changed_task_pages(self, updated_since: datetime | None) -> AsyncIterator[list[dict]]: ...
+    def changed_task_pages(
+        self, updated_since: datetime | None
+    ) -> AsyncGenerator[list[dict], None]: ...
     async def get_task(self, task_id: str) -> dict | None: ...
     async def create(self, items: list[tuple[str, dict]]) -> list[Any]: ...
     async def update(self, items: list[tuple[str, int, dict]]) -> list[Any]: ...
@@ -126,7 +130,7 @@ class SalesforceApi(Protocol):
     async def changed_tasks(self, owner_id: str, since: datetime | None) -> list[dict]: ...
     def changed_task_pages(
         self, owner_id: str, since: datetime | None
-    ) -> AsyncIterator[list[dict]]: ...
+    ) -> AsyncGenerator[list[dict], None]: ...
     async def deleted_ids(self, start: datetime, end: datetime) -> list[dict]: ...
     async def retrieve(self, ids: list[str]) -> dict[str, dict | None]: ...
     async def create(self, records: list[dict]) -> list[Any]: ...

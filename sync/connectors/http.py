@@ -24,10 +24,10 @@ import email.utils
 import logging
 import random
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -343,3 +343,50 @@ async def _pause(seconds: float, error: ServiceError, attempt: int) -> None:
         "attempt %d failed (%s); retrying in %.2f s", attempt, error.code or error.category, seconds
     )
     await asyncio.sleep(seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# Paged reads
+
+Page = TypeVar("Page")
+
+
+async def read_ahead(
+    first: Awaitable[Page], call_after: Callable[[Page], Awaitable[Page] | None]
+) -> AsyncGenerator[Page, None]:
+    """The pages of a paged read, each next page's request already on its way while the caller
+    works on the one it has: a round trip per page the caller never waits for (on a WAN, most
+    of a big read's time; here, the service building its next page).
+
+    `first` is the first page's call; `call_after(page)` checks `page` and returns the call for
+    the one after it, or None after the last. It may raise (a malformed page): the page is
+    still handed over, then the error is raised and nothing more is asked for. One request at
+    a time, as without read-ahead; one the caller no longer wants (it stopped early, or
+    failed) is cancelled.
+    """
+    pending: asyncio.Future[Page] | None = asyncio.ensure_future(first)
+    try:
+        while pending is not None:
+            page = await pending
+            pending = None
+            try:
+                following = call_after(page)
+            except Exception as error:  # the page itself is good: the caller gets it first
+                yield page
+                raise error from None
+            if following is not None:
+                pending = asyncio.ensure_future(following)
+            yield page
+    finally:
+        if pending is not None:
+            await _abandon(pending)
+
+
+async def _abandon(future: asyncio.Future[Any]) -> None:
+    """Stop a read-ahead nobody will take, and wait until it has stopped (a request cancelled
+    but never awaited would still be running when its caller, or the event loop, is gone). Its
+    error, if it failed, is dropped on purpose: the caller stopped for its own reason."""
+    future.cancel()
+    await asyncio.wait([future])
+    if not future.cancelled():
+        future.exception()

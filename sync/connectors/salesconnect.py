@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -27,7 +28,14 @@ from urllib.parse import quote
 import httpx
 
 from sync.config import SC_ACCESS_TOKEN, SC_CLIENT_SECRET, default_token_url
-from sync.connectors.http import CATEGORIES, RetryPolicy, ServiceError, make_client, send
+from sync.connectors.http import (
+    CATEGORIES,
+    RetryPolicy,
+    ServiceError,
+    make_client,
+    read_ahead,
+    send,
+)
 
 SERVICE = "salesconnect"
 BATCH_SIZE = 200  # the contract's batch limit
@@ -392,16 +400,17 @@ class SalesConnectClient:
         version. Deletes older than TOMBSTONE_RETENTION are no longer in the feed.
         """
         found: dict[str, dict[str, Any]] = {}
-        async for tasks in self.changed_task_pages(updated_since):
-            for task in tasks:
-                known = found.get(task["id"])
-                if known is None or task["version"] >= known["version"]:
-                    found[task["id"]] = task
+        async with aclosing(self.changed_task_pages(updated_since)) as pages:
+            async for tasks in pages:
+                for task in tasks:
+                    known = found.get(task["id"])
+                    if known is None or task["version"] >= known["version"]:
+                        found[task["id"]] = task
         return list(found.values())
 
     async def changed_task_pages(
         self, updated_since: datetime | None
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """The pages of `changed_tasks` as they come (each task checked), so that a caller that
         converts each page never holds every raw task of a big read at once. A task that
         changed while paging may be in two pages: keep the highest version, as
@@ -410,24 +419,33 @@ class SalesConnectClient:
         if updated_since is not None:
             params["updated_since"] = format_time(updated_since)
         seen_cursors: set[str] = set()
-        page = 0
-        while True:
-            page += 1
-            response = await self._call("GET", "tasks", idempotent=True, params=params)
-            body = _json(response, f"page {page} of GET /tasks")
+
+        async def page_at(number: int, cursor: str | None) -> tuple[int, dict[str, Any]]:
+            at = {**params, "cursor": cursor} if cursor else params
+            response = await self._call("GET", "tasks", idempotent=True, params=at)
+            body = _json(response, f"page {number} of GET /tasks")
             if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
-                raise _malformed(f"page {page} of GET /tasks has no task list")
-            yield [
-                _check_task(raw, f"task {index + 1} of page {page}")
-                for index, raw in enumerate(body["tasks"])
-            ]
+                raise _malformed(f"page {number} of GET /tasks has no task list")
+            return number, body
+
+        def call_after(
+            page: tuple[int, dict[str, Any]],
+        ) -> Awaitable[tuple[int, dict[str, Any]]] | None:
+            number, body = page
             cursor = body.get("next_cursor")
             if cursor is None:
-                return
+                return None
             if not isinstance(cursor, str) or not cursor or cursor in seen_cursors:
-                raise _malformed(f"page {page} of GET /tasks has a bad or repeated next_cursor")
+                raise _malformed(f"page {number} of GET /tasks has a bad or repeated next_cursor")
             seen_cursors.add(cursor)
-            params["cursor"] = cursor
+            return page_at(number + 1, cursor)
+
+        async with aclosing(read_ahead(page_at(1, None), call_after)) as pages:
+            async for number, body in pages:
+                yield [
+                    _check_task(raw, f"task {index + 1} of page {number}")
+                    for index, raw in enumerate(body["tasks"])
+                ]
 
     async def get_task(self, task_id: str, include_deleted: bool = False) -> dict[str, Any] | None:
         """The task, or None when it does not exist or was deleted (a 404)."""

@@ -26,7 +26,8 @@ import email.utils
 import logging
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +35,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from sync.connectors.http import RetryPolicy, ServiceError, make_client, safe_url, send
+from sync.connectors.http import (
+    RetryPolicy,
+    ServiceError,
+    make_client,
+    read_ahead,
+    safe_url,
+    send,
+)
 from sync.connectors.salesforce_auth import SalesforceSession, clean_text
 
 log = logging.getLogger(__name__)
@@ -409,7 +417,7 @@ class SalesforceClient:
                 "isClosed": bool(row.get("IsClosed")),
                 "isDefault": bool(row.get("IsDefault")),
             }
-            async for row in self.query(
+            for row in await self._records(
                 "SELECT ApiName, MasterLabel, IsClosed, IsDefault, SortOrder FROM TaskStatus "
                 "ORDER BY SortOrder"
             )
@@ -421,7 +429,7 @@ class SalesforceClient:
                 "isDefault": bool(row.get("IsDefault")),
                 "isHighPriority": bool(row.get("IsHighPriority")),
             }
-            async for row in self.query(
+            for row in await self._records(
                 "SELECT ApiName, MasterLabel, IsDefault, IsHighPriority, SortOrder "
                 "FROM TaskPriority ORDER BY SortOrder"
             )
@@ -430,34 +438,38 @@ class SalesforceClient:
 
     # -- queries ------------------------------------------------------------------------------
 
-    def query(self, soql: str) -> AsyncIterator[dict[str, Any]]:
+    def query(self, soql: str) -> AsyncGenerator[dict[str, Any], None]:
         """Records of a SOQL query, page after page."""
         return self._pages("query", soql)
 
-    def query_all(self, soql: str) -> AsyncIterator[dict[str, Any]]:
+    def query_all(self, soql: str) -> AsyncGenerator[dict[str, Any], None]:
         """Like `query`, including deleted (recycle bin) and archived rows."""
         return self._pages("queryAll", soql)
+
+    async def _records(self, soql: str) -> list[dict[str, Any]]:
+        """Every record of a `query`; a read-ahead request is not left behind on a failure."""
+        async with aclosing(self._pages("query", soql)) as records:
+            return [record async for record in records]
 
     async def _pages(
         self,
         resource: str,
         soql: str,
         on_first_page: Callable[[httpx.Response], None] | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
-        response = await self._send("GET", resource, idempotent=True, params={"q": soql})
-        if on_first_page is not None:
-            on_first_page(response)
-        body = _json_body(response, "GET")
+    ) -> AsyncGenerator[dict[str, Any], None]:
         seen: set[str] = set()
-        while True:
+
+        async def first_page() -> Any:
+            response = await self._send("GET", resource, idempotent=True, params={"q": soql})
+            if on_first_page is not None:
+                on_first_page(response)
+            return _json_body(response, "GET")
+
+        def call_after(body: Any) -> Awaitable[Any] | None:
             if not isinstance(body, dict) or not isinstance(body.get("records"), list):
                 raise _malformed(f"{resource} result without records", retryable=True)
-            for record in body["records"]:
-                if not isinstance(record, dict):
-                    raise _malformed(f"{resource} record is not an object", retryable=True)
-                yield record
             if body.get("done") is True:
-                return
+                return None
             next_url = body.get("nextRecordsUrl")
             if not isinstance(next_url, str) or not next_url:
                 raise _malformed(
@@ -468,7 +480,14 @@ class SalesforceClient:
                     f"{resource} repeats the page {safe_url(next_url)}", retryable=True
                 )
             seen.add(next_url)
-            body = await self._request("GET", self._next_page_path(next_url), idempotent=True)
+            return self._request("GET", self._next_page_path(next_url), idempotent=True)
+
+        async with aclosing(read_ahead(first_page(), call_after)) as bodies:
+            async for body in bodies:
+                for record in body["records"]:
+                    if not isinstance(record, dict):
+                        raise _malformed(f"{resource} record is not an object", retryable=True)
+                    yield record
 
     def _next_page_path(self, next_url: str) -> str:
         """Only follow a next page on our own instance, under /services/data/."""
@@ -522,13 +541,14 @@ class SalesforceClient:
         at the newest stamp, as before.
         """
         records: list[dict[str, Any]] = []
-        async for page in self.changed_task_pages(owner_id, since):
-            records.extend(page)
+        async with aclosing(self.changed_task_pages(owner_id, since)) as pages:
+            async for page in pages:
+                records.extend(page)
         return records
 
     async def changed_task_pages(
         self, owner_id: str, since: datetime | None
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """`changed_tasks` a page (CHANGES_PAGE records) at a time, so that a caller that
         converts each page as it comes never holds every raw record of a big read at once (the
         50,000 records of a first import would be about 60 MB). `changes_watermark` is set
@@ -548,15 +568,16 @@ class SalesforceClient:
         newest: datetime | None = None
         newest_stamp: str | None = None
         page: list[dict[str, Any]] = []
-        async for record in self._pages("queryAll", soql, note_time):
-            stamp = record.get("SystemModstamp")
-            when = _parse_stamp(stamp)
-            if when is not None and (newest is None or when > newest):
-                newest, newest_stamp = when, stamp
-            page.append(record)
-            if len(page) >= CHANGES_PAGE:
-                yield page
-                page = []
+        async with aclosing(self._pages("queryAll", soql, note_time)) as records:
+            async for record in records:
+                stamp = record.get("SystemModstamp")
+                when = _parse_stamp(stamp)
+                if when is not None and (newest is None or when > newest):
+                    newest, newest_stamp = when, stamp
+                page.append(record)
+                if len(page) >= CHANGES_PAGE:
+                    yield page
+                    page = []
         if page:
             yield page
         floor = queried_at[0] - WATERMARK_OVERLAP if queried_at else None
@@ -664,7 +685,7 @@ class SalesforceClient:
         for batch in _chunks(list(dict.fromkeys(values)), QUERY_IN_BATCH):
             in_list = ", ".join(soql_string(v) for v in batch)
             soql = f"SELECT Id, {field_name} FROM Task WHERE {field_name} IN ({in_list})"
-            async for record in self.query(soql):
+            for record in await self._records(soql):
                 value = record.get(field_name)
                 if isinstance(value, str) and isinstance(record.get("Id"), str):
                     result[value] = record["Id"]

@@ -233,3 +233,21 @@ async def test_the_activity_log_is_stamped_with_the_engines_clock(sf, sc, clock,
     for entry in entries[:2]:
         at = datetime.fromisoformat(entry["at"])
         assert abs(at - clock.now()) < timedelta(minutes=5), entry
+
+
+async def test_closing_the_engine_during_a_requested_run_lets_the_run_finish(
+    sf, sc, make_engine
+) -> None:
+    engine = make_engine()
+    await engine.set_enabled(True, start=False)
+    ids = [sf.create_task(Subject=f"Call {n}") for n in range(30)]
+    started = asyncio.Event()
+    engine.subscribe(lambda e: started.set() if isinstance(e, events.SyncStarted) else None)
+    engine.request_sync()  # "sync now", then the app quits while the run is reading
+    async with asyncio.timeout(20):
+        await started.wait()
+    await engine.aclose()
+
+    later = make_engine()
+    assert {link.sf_id for link in later.store.links().values()} == set(ids)
+    assert len(sc.tasks()) == 30  # created once, and the links were saved

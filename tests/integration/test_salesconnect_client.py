@@ -88,6 +88,48 @@ async def test_pages_through_more_than_a_thousand_tasks(client: Any, emulator: A
     assert len(api_requests(emulator, "/tasks")) == 21  # 50 a page: 20 full pages and one of 30
 
 
+async def _wait_for(condition: Any, seconds: float = 5.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
+
+
+async def test_the_next_page_is_on_its_way_while_the_caller_works_on_one(
+    client: Any, emulator: Any
+) -> None:
+    for n in range(120):
+        emulator.add_task(name=f"task {n}", created_at=BASE + timedelta(seconds=n))
+    asked_while_holding: list[bool] = []
+    async for _page in client.changed_task_pages(None):
+        # The caller has not asked for more: the next page's request is made all the same.
+        pages_asked = len(api_requests(emulator, "/tasks"))
+        asked_while_holding.append(
+            await _wait_for(lambda n=pages_asked: len(api_requests(emulator, "/tasks")) > n, 1.0)
+        )
+    assert asked_while_holding == [True, True, False]  # 50 a page: the last one has no next
+    assert len(api_requests(emulator, "/tasks")) == 3
+
+
+async def test_a_caller_that_stops_early_leaves_no_request_behind(
+    server: RunningServer, client: Any, emulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    for n in range(300):
+        emulator.add_task(name=f"task {n}", created_at=BASE + timedelta(seconds=n))
+    # The second page's request hangs: only a cancel ends it before the test does.
+    faults(server, {"rules": [{"fault": "hang", "path": "/api/v1/tasks", "after": 1}]})
+    pages = client.changed_task_pages(None)
+    async for _page in pages:
+        break
+    await pages.aclose()
+    await asyncio.sleep(0.05)  # a cancelled request ends at the loop's next turns
+    assert asyncio.all_tasks() == {asyncio.current_task()}  # the read-ahead did not go on
+    assert len(api_requests(emulator, "/tasks")) <= 2  # the first, and at most the read-ahead
+    assert "never retrieved" not in caplog.text
+
+
 async def test_equal_timestamps_at_a_page_edge_are_neither_missed_nor_repeated(
     client: Any, emulator: Any
 ) -> None:

@@ -194,6 +194,20 @@ async def test_a_query_of_2600_tasks_follows_next_records_url(org: Org) -> None:
     assert org.client.calls - calls == 2  # 2,000 + 600
 
 
+async def test_a_query_asks_for_its_next_page_before_the_caller_needs_it(org: Org) -> None:
+    seed(org, 2600)
+    calls = org.client.calls
+    records = org.client.query("SELECT Id FROM Task")
+    await anext(records)  # the first of 2,000 on the first page
+    for _ in range(200):  # the second page is read while the caller works on the first
+        if org.client.calls - calls == 2:
+            break
+        await asyncio.sleep(0.005)
+    assert org.client.calls - calls == 2
+    assert 1 + len([r async for r in records]) == 2600
+    assert org.client.calls - calls == 2
+
+
 async def test_changed_tasks_come_in_small_pages_from_one_query_call(org: Org) -> None:
     from sync.connectors.salesforce import CHANGES_PAGE
 
