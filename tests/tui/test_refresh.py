@@ -295,3 +295,15 @@ async def test_rows_taken_just_before_another_screen_opens_are_shown_on_return(
             lambda: "Renamed as" in str(dash.table.cells_of(linked[0].key)[1]),
             what="the row on return",
         )
+
+
+async def test_rows_taken_as_the_app_closes_are_not_shown(demo: Any) -> None:
+    """The show a loop turn later finds the table gone (the app tears its screens down)."""
+    app = ReminderSyncApp(demo.engine, run_engine=False)
+    async with app.run_test(size=SIZE) as pilot:
+        dash = dashboard(app)
+        await pilot.pause()
+        dash.refresh_rows(show_later=True)
+        await dash.table.remove()
+        dash._show_taken_rows()  # no NoMatches out of a loop callback
+        assert dash._unshown

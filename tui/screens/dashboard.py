@@ -10,12 +10,14 @@ are rendered again. ←/→ choose the side that e/x/a/d act on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input
@@ -189,8 +191,10 @@ class DashboardScreen(Screen):
 
     def _show_taken_rows(self) -> None:
         self._show_pending = False
-        if self._unshown and self.is_attached and self._visible():
-            self.show_rows()  # hidden meanwhile: shown when the screen is back
+        if not (self._unshown and self.is_attached and self._visible()):
+            return  # hidden meanwhile: shown when the screen is back
+        with contextlib.suppress(NoMatches):  # its widgets are gone: the app is closing
+            self.show_rows()
 
     def show_rows(self) -> None:
         """Show the rows held for the current view, filter and width, as a keyed diff."""
