@@ -23,6 +23,7 @@ second one may be the next run's, even in another process: every run saves once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -110,9 +111,17 @@ class StateSaver:
         """Journal entries whose outcome is not saved yet."""
         return len(self._waiting)
 
+    def due(self, sent: int = 0) -> bool:
+        """The last save is old enough, or many journal entries wait (with `sent` more whose
+        results are on their way)."""
+        return (
+            self._clock() - self._last >= self.interval
+            or len(self._waiting) + sent >= self.max_waiting
+        )
+
     async def checkpoint(self) -> bool:
-        """Save if the last save is old enough, or many journal entries wait. True if it did."""
-        if self._clock() - self._last >= self.interval or len(self._waiting) >= self.max_waiting:
+        """Save if one is `due`. True if it did."""
+        if self.due():
             await self.save_off_loop()
             return True
         return False
@@ -156,6 +165,24 @@ class StopWrites(Exception):
     def __init__(self, error: ServiceError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+@dataclass
+class _SentCreates:
+    """A batch of creates journaled and sent, its results still to come."""
+
+    side: Side
+    intents: list[CreateIntent]
+    now: datetime
+    results: asyncio.Future[list[WriteResult]]
+
+
+async def _abandon(results: asyncio.Future[Any]) -> None:
+    """Cancel a call nobody will record, and wait until it has stopped."""
+    results.cancel()
+    await asyncio.wait([results])
+    if not results.cancelled():
+        results.exception()  # retrieved: the run's own error is what gets reported
 
 
 # Per side a task is created in: the other side, and the activity log's message.
@@ -235,16 +262,47 @@ class PlanWriter:
                 group = [a for a in actions if a.kind is kind and a.target is side]
                 for start in range(0, len(group), BATCH_SIZE):
                     batches.append((side, kind, group[start : start + BATCH_SIZE]))
+        # Creates overlap by one batch: the next batch is journaled and on its way while the
+        # one before is recorded (the service works while we do; on a WAN, a round trip per
+        # batch saved). Everything else, and every checkpoint, waits for it to be recorded.
+        in_flight: _SentCreates | None = None
         try:
             for side, kind, batch in batches:
+                if in_flight is not None and (
+                    kind is not ActionKind.CREATE
+                    or side is not in_flight.side
+                    or self.saver.due(sent=len(in_flight.intents))
+                ):
+                    sent, in_flight = in_flight, None
+                    await self._finish_creates(sent)
                 await self.saver.checkpoint()  # before the batch: none after the last one
+                if kind is ActionKind.CREATE:
+                    previous, in_flight = in_flight, await self._send_creates(side, batch)
+                    if previous is not None:
+                        await self._finish_creates(previous)
+                    continue
                 await self._batch(side, kind, batch)
                 self._step(len(batch))
                 self._announce()
+            if in_flight is not None:
+                sent, in_flight = in_flight, None
+                await self._finish_creates(sent)
         except StopWrites as stop:
+            if in_flight is not None:  # already sent: what it created is linked all the same
+                with contextlib.suppress(StopWrites):
+                    await self._finish_creates(in_flight)
+                in_flight = None
             self.tally.stopped = stop.error
             self._announce()
+        finally:
+            if in_flight is not None:  # the run is failing or cancelled: like a crash, the
+                await _abandon(in_flight.results)  # journal settles the batch next run
         return self.tally
+
+    async def _finish_creates(self, sent: _SentCreates) -> None:
+        await self._record_creates(sent)
+        self._step(len(sent.intents))
+        self._announce()
 
     def _step(self, count: int) -> None:
         self._done += count
@@ -257,10 +315,9 @@ class PlanWriter:
             self._pending_keys.clear()
 
     async def _batch(self, side: Side, kind: ActionKind, batch: list[Action]) -> None:
+        """Updates and deletes, one batch at a time (creates: `execute`)."""
         if kind is ActionKind.UPDATE:
             await self._updates(side, batch)
-        elif kind is ActionKind.CREATE:
-            await self._creates(side, batch)
         else:
             await self._deletes(side, batch)
 
@@ -372,7 +429,9 @@ class PlanWriter:
 
     # -- creates -----------------------------------------------------------------------------
 
-    async def _creates(self, side: Side, batch: list[Action]) -> None:
+    async def _send_creates(self, side: Side, batch: list[Action]) -> _SentCreates:
+        """Journal the batch's creates (write-ahead: on disk before anything is sent) and send
+        them; the call runs on while the caller goes on (`_record_creates` waits for it)."""
         intents = []
         now = self.now()  # one time for the batch: the journal writes it once
         keys = new_correlation_keys(len(batch))
@@ -407,11 +466,18 @@ class PlanWriter:
                 )
             )
         await asyncio.sleep(0)
-        # Write-ahead: the intents are on disk before anything is sent.
         self.journal.begin(intents)
         failpoint("before_remote_create")
+        results = asyncio.ensure_future(
+            self.sides[side].create([(i.key, i.fields) for i in intents])
+        )
+        await asyncio.sleep(0)  # the call goes out now, not after the caller's next steps
+        return _SentCreates(side, intents, now, results)
+
+    async def _record_creates(self, sent: _SentCreates) -> None:
+        side, intents, now = sent.side, sent.intents, sent.now
         try:
-            results = await self.sides[side].create([(i.key, i.fields) for i in intents])
+            results = await sent.results
         except ServiceError as error:
             # The call may or may not have reached the service: the intents stay in the journal
             # and the next run settles them (replay with the same key, or look them up).

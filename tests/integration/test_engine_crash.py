@@ -107,6 +107,31 @@ async def test_a_crash_after_creating_in_salesforce_produces_no_duplicate(
     assert pairs == [(sc_id, copies[0]["Id"])]
 
 
+async def test_a_crash_while_the_next_batch_of_creates_is_on_its_way_produces_no_duplicate(
+    sf, sc, home, secrets, keyring_file
+) -> None:
+    """450 creates are three batches; the second is journaled and sent before the first one's
+    results are recorded. The process dies right when those results arrive: the second batch
+    may or may not have reached Salesforce. The next run links every task exactly once."""
+    await enabled_home(home, secrets, sf, sc)
+    names = {f"Follow up {n}" for n in range(450)}
+    emulator = sc.app.state.emulator  # seeded directly: 450 calls over HTTP take seconds
+    for name in names:
+        emulator.add_task(name=name)
+
+    crashed = reminder_sync(home, keyring_file, "sync", failpoint="after_remote_create")
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    with Journal.open(home / "journal.json") as journal:
+        assert len(journal.pending()) == 400  # the first two batches, neither recorded
+    resumed = reminder_sync(home, keyring_file, "sync", "--json")
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+
+    subjects = [t["Subject"] for t in sf.tasks()]
+    assert sorted(subjects) == sorted(names)
+    state = json.loads((home / "state.json").read_text())
+    assert len({d["sf_id"] for d in state["links"].values()}) == 450
+
+
 @pytest.mark.parametrize("sf_config", [{"external_id_field": None}])
 async def test_a_crash_after_creating_in_an_org_without_the_key_field_produces_no_duplicate(
     sf, sc, home, secrets, keyring_file, sf_config

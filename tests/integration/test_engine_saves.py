@@ -220,6 +220,67 @@ async def test_a_long_import_checkpoints_between_batches_never_after_the_last(
     assert len(sf.tasks()) == 5
 
 
+async def test_the_next_batch_of_creates_is_sent_before_the_last_one_is_recorded(
+    sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any, monkeypatch: Any
+) -> None:
+    """Creates overlap by one batch: the service works on one while the engine records the
+    one before. Every batch is still recorded, and in order."""
+    import httpx
+
+    import sync.writer
+
+    monkeypatch.setattr(sync.writer, "BATCH_SIZE", 2)
+    await enable(connected_home, secrets, clock)
+    for n in range(5):  # three batches of creates
+        sc.create_task(name=f"Quote {n}")
+    linked_when_sent: list[int] = []
+
+    class Watching(httpx.AsyncHTTPTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.method == "POST" and request.url.path.endswith("/composite/sobjects"):
+                linked_when_sent.append(len(engine.store.links()))
+            return await super().handle_async_request(request)
+
+    engine = build_engine(
+        connected_home, secrets, clock=clock.now, transports={"salesforce": Watching()}
+    )
+    try:
+        summary = await engine.run_once()
+    finally:
+        await engine.aclose()
+    assert summary.outcome is Outcome.DONE and summary.writes == 5
+    # One at a time, the links would be [0, 2, 4] as each batch is sent.
+    assert linked_when_sent == [0, 0, 2]
+    assert sorted(t["Subject"] for t in sf.tasks()) == [f"Quote {n}" for n in range(5)]
+
+
+async def test_a_limit_hit_while_the_next_batch_is_on_its_way_loses_and_doubles_nothing(
+    sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any, monkeypatch: Any
+) -> None:
+    """The daily limit runs out at the first batch of creates, with the second already sent:
+    the run stops (no third batch), and once the limit is back every task is created once."""
+    import sync.writer
+
+    monkeypatch.setattr(sync.writer, "BATCH_SIZE", 2)
+    await enable(connected_home, secrets, clock)
+    for n in range(5):
+        sc.create_task(name=f"Quote {n}")
+    sf.faults(kinds=["limit"], path_contains="/composite/sobjects", count=1)
+    engine = build_engine(connected_home, secrets, clock=clock.now)
+    try:
+        stopped = await engine.run_once()
+    finally:
+        await engine.aclose()
+    assert stopped.outcome is Outcome.LIMIT
+    assert sf.app.state.emulator.tasks() == []  # (the API itself refuses: limit)
+
+    sf.faults()
+    clock.shift(hours=25)  # the emulator's daily allowance is back
+    summary, _ = await run_in_a_new_engine(connected_home, secrets, clock)
+    assert summary.writes == 5
+    assert sorted(t["Subject"] for t in sf.tasks()) == [f"Quote {n}" for n in range(5)]
+
+
 async def test_a_run_collects_garbage_less_often_and_puts_the_thresholds_back(
     sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any
 ) -> None:
