@@ -550,7 +550,9 @@ class SyncEngine:
         if new_conflicts:
             for conflict in new_conflicts:
                 self._emit(ConflictFound(conflict))
+        await asyncio.sleep(0)  # each of these steps walks every task read (10,000 at an import)
         self._emit(TasksChanged(tuple(self._keys_of(reads))))
+        await asyncio.sleep(0)
 
         self._set_phase(run_id, "write", 0, len(the_plan.writes))
         writer = PlanWriter(

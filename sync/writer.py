@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 200
 RECORD_YIELD_EVERY = 50  # results recorded between two yields to the event loop
 STOP_CATEGORIES = frozenset({"limit", "auth"})  # no point in sending the rest of the run
+_LOCAL_KINDS = frozenset({ActionKind.SET_BASE, ActionKind.UNLINK})  # no call to a service
 # A long run saves at least this often, so a crash loses little work (seconds).
 CHECKPOINT_SECONDS = 10.0
 # ...and once this many journaled creates wait for the save that records their links, so that
@@ -251,17 +252,27 @@ class PlanWriter:
         saves once the writes are done, and a checkpoint just before would rewrite the same
         state twice."""
         self._total = len(actions)
-        local = [a for a in actions if a.kind in (ActionKind.SET_BASE, ActionKind.UNLINK)]
+        local = []
+        groups: dict[tuple[Side, ActionKind], list[Action]] = {
+            (side, kind): []
+            for side in (Side.SALESCONNECT, Side.SALESFORCE)
+            for kind in (ActionKind.UPDATE, ActionKind.CREATE, ActionKind.DELETE)
+        }
+        for action in actions:  # one pass: an import plans 10,000 actions
+            if action.kind in _LOCAL_KINDS:
+                local.append(action)
+            else:
+                groups[action.target, action.kind].append(action)
         for action in local:
             self._record_local(action)
         self._step(len(local))
         self._announce()
-        batches = []
-        for side in (Side.SALESCONNECT, Side.SALESFORCE):
-            for kind in (ActionKind.UPDATE, ActionKind.CREATE, ActionKind.DELETE):
-                group = [a for a in actions if a.kind is kind and a.target is side]
-                for start in range(0, len(group), BATCH_SIZE):
-                    batches.append((side, kind, group[start : start + BATCH_SIZE]))
+        await asyncio.sleep(0)
+        batches = [
+            (side, kind, group[start : start + BATCH_SIZE])
+            for (side, kind), group in groups.items()
+            for start in range(0, len(group), BATCH_SIZE)
+        ]
         # Creates overlap by one batch: the next batch is journaled and on its way while the
         # one before is recorded (the service works while we do; on a WAN, a round trip per
         # batch saved). Everything else, and every checkpoint, waits for it to be recorded.

@@ -233,6 +233,8 @@ async def test_the_next_batch_of_creates_is_sent_before_the_last_one_is_recorded
     await enable(connected_home, secrets, clock)
     for n in range(5):  # three batches of creates
         sc.create_task(name=f"Quote {n}")
+    # Each answer takes 0.2 s (as over a WAN): no batch is back before the next one is sent.
+    sf.faults(kinds=["hang"], hang_seconds=0.2, path_contains="/composite/sobjects")
     linked_when_sent: list[int] = []
 
     class Watching(httpx.AsyncHTTPTransport):
