@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sync.connectors.http import ServiceError
+from sync.connectors.http import ServiceError, cancel_and_wait
 from sync.failpoints import failpoint
 from sync.journal import new_correlation_key, new_correlation_keys
 from sync.journal_adapter import CreateIntent, IntentJournal, UpdateIntent
@@ -178,14 +178,6 @@ class _SentCreates:
     results: asyncio.Future[list[WriteResult]]
 
 
-async def _abandon(results: asyncio.Future[Any]) -> None:
-    """Cancel a call nobody will record, and wait until it has stopped."""
-    results.cancel()
-    await asyncio.wait([results])
-    if not results.cancelled():
-        results.exception()  # retrieved: the run's own error is what gets reported
-
-
 # Per side a task is created in: the other side, and the activity log's message.
 _CREATED_IN = {
     side: (side.other, f"created in {side.label} from {side.other.label}") for side in Side
@@ -306,8 +298,8 @@ class PlanWriter:
             self.tally.stopped = stop.error
             self._announce()
         finally:
-            if in_flight is not None:  # the run is failing or cancelled: like a crash, the
-                await _abandon(in_flight.results)  # journal settles the batch next run
+            if in_flight is not None:  # failing or cancelled: as after a crash, the journal
+                await cancel_and_wait(in_flight.results)  # settles the batch next run
         return self.tally
 
     async def _finish_creates(self, sent: _SentCreates) -> None:

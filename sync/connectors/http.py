@@ -379,13 +379,14 @@ async def read_ahead(
             yield page
     finally:
         if pending is not None:
-            await _abandon(pending)
+            await cancel_and_wait(pending)
 
 
-async def _abandon(future: asyncio.Future[Any]) -> None:
-    """Stop a read-ahead nobody will take, and wait until it has stopped (a request cancelled
-    but never awaited would still be running when its caller, or the event loop, is gone). Its
-    error, if it failed, is dropped on purpose: the caller stopped for its own reason."""
+async def cancel_and_wait(future: asyncio.Future[Any]) -> None:
+    """Stop work nobody will take (a read-ahead, a batch in flight), and wait until it has
+    stopped: cancelled but never awaited, it would still be running when its caller, or the
+    event loop, is gone. Its error, if it failed, is dropped on purpose: the caller stopped for
+    its own reason, and that is the one to report."""
     future.cancel()
     await asyncio.wait([future])
     if not future.cancelled():
