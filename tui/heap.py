@@ -13,23 +13,25 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 
 TIDY_EVERY = 600.0  # seconds between full collections, done only when the app is quiet
 QUIET_FOR = 10.0  # seconds without a refresh that count as quiet
 
 
 class Heap:
-    def __init__(self) -> None:
-        self._last_freeze = time.monotonic()
-        self._last_tidy = time.monotonic()
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last_freeze = clock()
+        self._last_tidy = clock()
 
     def freeze(self) -> None:
         gc.freeze()
-        self._last_freeze = time.monotonic()
+        self._last_freeze = self._clock()
 
     def tidy(self, *, busy: bool) -> bool:
         """A full collection of everything, if the app is quiet and it is time; True if done."""
-        now = time.monotonic()
+        now = self._clock()
         if busy or now - self._last_freeze < QUIET_FOR or now - self._last_tidy < TIDY_EVERY:
             return False
         gc.unfreeze()
