@@ -78,7 +78,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sync import paths
+from sync import jsoncodec, paths
 from sync.model import Side, frozen_map
 from sync.storage import (
     ProcessLock,
@@ -234,7 +234,7 @@ def _read_bytes(path: Path) -> bytes | None:
 
 def _parse_line(path: Path, line: bytes, number: int) -> Any:
     try:
-        return json.loads(line.decode("utf-8"))
+        return jsoncodec.loads(line.decode("utf-8"))
     except UnicodeDecodeError:
         raise _damaged(path, f"is damaged (line {number} is not UTF-8 text)") from None
     except json.JSONDecodeError as exc:
@@ -381,7 +381,7 @@ class Journal:
         times: dict[datetime, str] = {}
         parts = {key: serialise_text(_to_json(i, times)) for key, i in intents.items()}
         text = f'{{"version":{JOURNAL_VERSION},"intents":[' + ",".join(parts.values()) + "]}\n"
-        payload = text.encode("ascii")
+        payload = text.encode("utf-8")
         atomic_write(self.path, payload)  # the previous file becomes the .bak
         self._size = len(payload)
         self._live_bytes = {key: len(part) for key, part in parts.items()}
@@ -392,7 +392,7 @@ class Journal:
 
     def _append(self, line: str) -> None:
         """Append one complete line and fsync it; on failure the file is as it was."""
-        payload = (line + "\n").encode("ascii")
+        payload = (line + "\n").encode("utf-8")
         assert self._fd is not None
         try:
             view = memoryview(payload)

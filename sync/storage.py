@@ -29,11 +29,12 @@ import shutil
 import stat
 import uuid
 from collections.abc import Callable
-from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
 from tinydb.storages import Storage
+
+from sync import jsoncodec
 
 Tables = dict[str, dict[str, Any]]
 
@@ -142,7 +143,7 @@ def read_json_file(path: Path, **message: str) -> Any | None:
     if not raw.strip():
         raise StateFileError(damaged_file_message(path, "is empty", **message))
     try:
-        return json.loads(raw.decode("utf-8"))
+        return jsoncodec.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise StateFileError(
             damaged_file_message(path, "is damaged (not UTF-8 text)", **message)
@@ -163,44 +164,21 @@ def _refuse_unserialisable(value: Any) -> Any:
     )
 
 
-def _encoder() -> json.JSONEncoder:
-    return json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_refuse_unserialisable)
-
-
-# CPython's C encoder, made once: `JSONEncoder.encode` builds a new one on every call, which
-# was a third of the cost of encoding one small document (the task cache and the links encode
-# one per task). No `markers` (circular-reference check): nothing the state holds is circular,
-# and a dict of markers shared between threads would not be safe; a cycle would end in
-# RecursionError, refused below like any other unsavable value.
-_C_ENCODE = (
-    c_make_encoder(
-        None, _refuse_unserialisable, encode_basestring_ascii, None, ":", ",", False, False, False
-    )
-    if c_make_encoder is not None
-    else None
-)
-
-
-def serialise_text(data: Any) -> str:
-    """Compact ASCII JSON text; raises StateWriteError before any disk I/O on a bad value.
-
-    ASCII (\\u escapes) because CPython's encoder is about twice as fast that way.
-    """
+def serialise(data: Any) -> bytes:
+    """Compact JSON (UTF-8) bytes; raises StateWriteError before any disk I/O on a bad value."""
     try:
-        if _C_ENCODE is None:  # pragma: no cover - CPython always has the C encoder
-            return _encoder().encode(data)
-        return "".join(_C_ENCODE(data, 0))
-    except (ValueError, RecursionError) as exc:  # NaN/Infinity, a circular reference
+        return jsoncodec.dumps(data, _refuse_unserialisable)
+    except (ValueError, TypeError, RecursionError) as exc:  # NaN/Infinity, a cycle
         raise StateWriteError(f"Cannot save the state: {exc}. Nothing was written.") from None
 
 
-def serialise(data: Any) -> bytes:
-    """`serialise_text` as bytes (for small values; databases are streamed, see `stream_tables`)."""
-    return serialise_text(data).encode("ascii")
+def serialise_text(data: Any) -> str:
+    """`serialise` as text."""
+    return serialise(data).decode("utf-8")
 
 
 class EncodedJSON(bytes):
-    """A document kept as its compact JSON text, in ASCII bytes (what `encode_document`
+    """A document kept as its compact JSON text, in UTF-8 bytes (what `encode_document`
     returns).
 
     `stream_tables` writes it as it is. A large table of small documents (the task cache, the
@@ -214,11 +192,11 @@ class EncodedJSON(bytes):
 
 def encode_document(value: Any) -> EncodedJSON:
     """`value` as an EncodedJSON document (StateWriteError on a value that cannot be saved)."""
-    return EncodedJSON(serialise_text(value).encode("ascii"))
+    return EncodedJSON(serialise(value))
 
 
 WRITE_CHUNK = 1 << 20  # bytes gathered before one os.write
-DOCS_PER_PIECE = 500  # documents encoded by one call of the C encoder
+DOCS_PER_PIECE = 500  # documents encoded by one call of the encoder
 
 
 def _write_all(fd: int, payload: bytes) -> None:
@@ -228,15 +206,14 @@ def _write_all(fd: int, payload: bytes) -> None:
 
 
 class _ChunkedWriter:
-    """Gathers ASCII text and writes it to `fd` about WRITE_CHUNK bytes at a time."""
+    """Gathers bytes and writes them to `fd` about WRITE_CHUNK bytes at a time."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.parts: list[bytes] = []
         self.size = 0
 
-    def write(self, text: str | bytes) -> None:
-        data = text.encode("ascii") if isinstance(text, str) else text
+    def write(self, data: bytes) -> None:
         self.parts.append(data)
         self.size += len(data)
         if self.size >= WRITE_CHUNK:
@@ -249,50 +226,42 @@ class _ChunkedWriter:
 
 
 def stream_tables(fd: int, tables: Tables) -> None:
-    """Write `tables` as the compact ASCII JSON `serialise_text` would make, a few hundred
-    documents at a time, so a save never holds the whole text in memory.
-
-    `json.dumps` builds the whole text from a list of pieces (twice the file's size at its
-    peak: 124 MB for a 62 MB file), and `json.dump` into the file is the pure-Python encoder,
-    several times slower; encoding slices of each table with the C encoder costs neither.
+    """Write `tables` as the compact JSON `serialise` would make, a few hundred documents at a
+    time, so a save never holds the whole text in memory (`json.dumps` of the whole database
+    peaks at twice the file's size: 124 MB for a 62 MB file).
     A value that cannot be saved raises StateWriteError (the caller drops the temp file).
     """
-    encode = serialise_text
     out = _ChunkedWriter(fd)
-    try:
-        out.write("{")
-        for t_index, (name, docs) in enumerate(tables.items()):
-            out.write(("," if t_index else "") + encode(name) + ":")
-            if not isinstance(docs, dict):
-                out.write(encode(docs))
-                continue
-            out.write("{")
-            items = iter(docs.items())
-            first = True
-            while piece := list(itertools.islice(items, DOCS_PER_PIECE)):
-                if not first:
-                    out.write(",")
-                out.write(_encode_piece(encode, piece))
-                first = False
-            out.write("}")
-        out.write("}")
-        out.flush()
-    except ValueError as exc:  # NaN/Infinity, circular reference
-        raise StateWriteError(f"Cannot save the state: {exc}. Nothing was written.") from None
+    out.write(b"{")
+    for t_index, (name, docs) in enumerate(tables.items()):
+        out.write((b"," if t_index else b"") + serialise(name) + b":")
+        if not isinstance(docs, dict):
+            out.write(serialise(docs))
+            continue
+        out.write(b"{")
+        items = iter(docs.items())
+        first = True
+        while piece := list(itertools.islice(items, DOCS_PER_PIECE)):
+            if not first:
+                out.write(b",")
+            out.write(_encode_piece(piece))
+            first = False
+        out.write(b"}")
+    out.write(b"}")
+    out.flush()
 
 
-def _encode_piece(encode: Callable[[Any], str], items: list[tuple[str, Any]]) -> str | bytes:
+def _encode_piece(items: list[tuple[str, Any]]) -> bytes:
     """`"id":{doc},...` for some documents of a table (no braces around)."""
     if not any(isinstance(doc, EncodedJSON) for _doc_id, doc in items):
-        return encode(dict(items))[1:-1]  # one call of the C encoder for the whole piece
+        return serialise(dict(items))[1:-1]  # one call of the encoder for the whole piece
     parts: list[bytes] = []
     for doc_id, doc in items:
-        key = encode_basestring_ascii(doc_id) if type(doc_id) is str else encode(doc_id)
         if parts:
             parts.append(b",")
-        parts.append(key.encode("ascii"))
+        parts.append(serialise(doc_id))
         parts.append(b":")
-        parts.append(doc if isinstance(doc, EncodedJSON) else encode(doc).encode("ascii"))
+        parts.append(doc if isinstance(doc, EncodedJSON) else serialise(doc))
     return b"".join(parts)
 
 

@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from sync import jsoncodec
+
 log = logging.getLogger(__name__)
 
 CATEGORIES = frozenset(
@@ -260,6 +262,11 @@ def _transport_error(exc: Exception, service: str, method: str, url: str) -> Ser
     )
 
 
+def response_json(response: httpx.Response) -> Any:
+    """The response's JSON body (ValueError if it is not JSON; NaN and Infinity are not)."""
+    return jsoncodec.loads(response.content)
+
+
 async def send(
     client: httpx.AsyncClient,
     method: str,
@@ -283,6 +290,10 @@ async def send(
     full_url = str(client.base_url.join(url)) if client.base_url else url
     service = service or urlsplit(full_url).hostname or "service"
     extra_headers = dict(request_kwargs.pop("headers", None) or {})
+    if "json" in request_kwargs:  # encoded once, by orjson (httpx would use the stdlib's)
+        request_kwargs["content"] = jsoncodec.dumps(request_kwargs.pop("json"))
+        if not any(name.lower() == "content-type" for name in extra_headers):
+            extra_headers["Content-Type"] = "application/json"
     refreshed = False
     attempt = 0
     while True:

@@ -34,6 +34,7 @@ from sync.connectors.http import (
     ServiceError,
     make_client,
     read_ahead,
+    response_json,
     send,
 )
 
@@ -104,7 +105,7 @@ def error_from_envelope(body: Any, status: int | None) -> ServiceError | None:
 
 def classify(response: httpx.Response) -> ServiceError | None:
     try:
-        body = response.json()
+        body = response_json(response)
     except ValueError:
         return None
     return error_from_envelope(body, response.status_code)
@@ -122,7 +123,7 @@ def _malformed(what: str) -> ServiceError:
 
 def _json(response: httpx.Response, what: str) -> Any:
     try:
-        return response.json()
+        return response_json(response)
     except ValueError:
         raise _malformed(f"{what} is not JSON") from None
 

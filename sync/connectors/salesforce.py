@@ -40,6 +40,7 @@ from sync.connectors.http import (
     ServiceError,
     make_client,
     read_ahead,
+    response_json,
     safe_url,
     send,
 )
@@ -205,7 +206,7 @@ def error_from_salesforce(
 def classify_response(response: httpx.Response) -> ServiceError | None:
     """Salesforce's error array (or a lone error object) -> ServiceError; None if no such body."""
     try:
-        body = response.json()
+        body = response_json(response)
     except ValueError:
         return None
     if response.status_code == 300 and isinstance(body, list):
@@ -758,7 +759,7 @@ def _json_body(response: httpx.Response, method: str) -> Any:
     if response.status_code == 204 or not response.content:
         return None
     try:
-        return response.json()
+        return response_json(response)
     except ValueError:
         where = f"{method} {safe_url(response.request.url)}"
         raise _malformed(f"{where} is not JSON", retryable=method == "GET") from None

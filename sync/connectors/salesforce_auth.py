@@ -47,7 +47,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import jwt
 
-from sync.connectors.http import RetryPolicy, ServiceError, make_client, send
+from sync.connectors.http import RetryPolicy, ServiceError, make_client, response_json, send
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ def validate_salesforce_url(url: str, what: str = "instance URL") -> str:
 def _classify_oauth(response: httpx.Response) -> ServiceError | None:
     """OAuth errors are {"error", "error_description"}; invalid_grant means log in again."""
     try:
-        body = response.json()
+        body = response_json(response)
     except ValueError:
         return None
     if not isinstance(body, dict) or "error" not in body:
@@ -355,7 +355,7 @@ async def _token_request(
         data=form,
     )
     try:
-        body = response.json()
+        body = response_json(response)
     except ValueError:
         body = None
     return TokenResponse.parse(body)

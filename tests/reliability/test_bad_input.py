@@ -389,6 +389,32 @@ async def test_sc_change_page_that_is_not_json_fails_the_run_and_keeps_every_lin
     assert sf_subjects(world) == ["Call Jane at 10"]
 
 
+async def test_sc_change_page_with_not_a_number_fails_the_run_and_keeps_every_link(
+    world,
+) -> None:
+    # NaN is not JSON: read as a number it would be saved as null, a silent loss
+    engine = world.make_engine()
+    await world.enable(engine)
+    link = await linked_pair(world, engine)
+    world.sc.update_task(link.sc_id, name="Call Jane at 10")
+    links = dict(engine.store.links())
+    sf_before = world.snapshot()[0]
+
+    def nan_name(code: int, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
+        return code, headers, body.replace(b'"name":"Call Jane at 10"', b'"name":NaN')
+
+    world.sc_proxy.add(Tamper(**SC_CHANGES, transform=nan_name))
+
+    summary = await engine.run_once()
+
+    assert_clear_failure(summary, "Sales Connect", "not JSON")
+    assert dict(engine.store.links()) == links
+    assert world.snapshot()[0] == sf_before
+    assert_state_loads(world, links)
+    await recovers(world, engine)
+    assert sf_subjects(world) == ["Call Jane at 10"]
+
+
 async def test_sc_task_without_an_id_fails_the_run_clearly(world) -> None:
     engine = world.make_engine()
     await world.enable(engine)

@@ -139,9 +139,7 @@ def test_a_circular_value_is_refused_like_any_unsavable_value() -> None:
     loop.append(loop)
     with pytest.raises(StateWriteError):
         serialise_text({"a": loop})
-    with pytest.raises(StateWriteError):
-        serialise_text({"a": float("nan")})
-    assert serialise_text({"é": [1.5, None, True, "\n"]}) == '{"\\u00e9":[1.5,null,true,"\\n"]}'
+    assert serialise_text({"é": [1.5, None, True, "\n"]}) == '{"é":[1.5,null,true,"\\n"]}'
 
 
 def test_keys_made_in_bulk_are_random_uuid4_text() -> None:
