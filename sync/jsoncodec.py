@@ -8,7 +8,9 @@ behaviour is the one the rest of the code was written against:
 - `dumps`: what orjson refuses (an int beyond 64 bits, a non-str key, a lone surrogate, nesting
   past 254 levels or a cycle) is encoded by the standard library, as ASCII with escapes; an
   error raised by `default` propagates as it is. Dataclasses and datetimes go to `default` as
-  they do in the standard library (never a format nobody chose). Output is UTF-8.
+  they do in the standard library (never a format nobody chose). Output is UTF-8. A float NaN
+  or Infinity is written as null (orjson's rule, where the standard library would refuse it):
+  the app saves no float that came from outside, since `loads` refuses them.
 - `loads`: text orjson refuses is decoded by the standard library, which gives the error and its
   line and column, except that NaN and Infinity are refused (they are not JSON, and a value
   saved from them would come back as null).

@@ -168,7 +168,7 @@ def serialise(data: Any) -> bytes:
     """Compact JSON (UTF-8) bytes; raises StateWriteError before any disk I/O on a bad value."""
     try:
         return jsoncodec.dumps(data, _refuse_unserialisable)
-    except (ValueError, TypeError, RecursionError) as exc:  # NaN/Infinity, a cycle
+    except (ValueError, TypeError, RecursionError) as exc:  # a cycle, an unknown type
         raise StateWriteError(f"Cannot save the state: {exc}. Nothing was written.") from None
 
 
