@@ -76,6 +76,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from sync import jsoncodec, paths
@@ -88,7 +89,7 @@ from sync.storage import (
     damaged_file_message,
     lock_path,
     remove_stale_temp_files,
-    serialise_text,
+    serialise,
 )
 
 JOURNAL_VERSION = 2  # 1 = one JSON document rewritten on every call; still read
@@ -328,7 +329,7 @@ class Journal:
         self.path = path
         self._lock = lock
         self._intents = intents  # insertion order = recording order
-        self._live_bytes = {key: len(serialise_text(_to_json(i))) for key, i in intents.items()}
+        self._live_bytes = {key: len(serialise(_to_json(i))) for key, i in intents.items()}
         self._live_total = sum(self._live_bytes.values())
         self._size = 0  # bytes in the file
         self._fd: int | None = None  # open for appending while the file exists
@@ -379,9 +380,9 @@ class Journal:
         """Rewrite the file as one snapshot of `intents` (default: the current ones)."""
         intents = self._intents if intents is None else intents
         times: dict[datetime, str] = {}
-        parts = {key: serialise_text(_to_json(i, times)) for key, i in intents.items()}
-        text = f'{{"version":{JOURNAL_VERSION},"intents":[' + ",".join(parts.values()) + "]}\n"
-        payload = text.encode("utf-8")
+        parts = {key: serialise(_to_json(i, times)) for key, i in intents.items()}
+        head = b'{"version":%d,"intents":[' % JOURNAL_VERSION
+        payload = head + b",".join(parts.values()) + b"]}\n"
         atomic_write(self.path, payload)  # the previous file becomes the .bak
         self._size = len(payload)
         self._live_bytes = {key: len(part) for key, part in parts.items()}
@@ -390,9 +391,9 @@ class Journal:
         self.compaction_count += 1
         self._open_for_append()
 
-    def _append(self, line: str) -> None:
-        """Append one complete line and fsync it; on failure the file is as it was."""
-        payload = (line + "\n").encode("utf-8")
+    def _append(self, payload: bytes) -> None:
+        """Append one complete line (ending in a newline) and fsync it; on failure the file is
+        as it was."""
         assert self._fd is not None
         try:
             view = memoryview(payload)
@@ -410,14 +411,13 @@ class Journal:
         self._size += len(payload)
         self.bytes_written += len(payload)
 
-    def _write_event(
-        self, op: str, parts: list[str], after: Callable[[], dict[str, Intent]]
-    ) -> None:
-        """Write one batch call (`after()` = the intents it leaves, if there is no file yet)."""
+    def _write_event(self, op: str, items: bytes, after: Callable[[], dict[str, Intent]]) -> None:
+        """Write one batch call: `items` is the encoded list of the call's items (`after()` =
+        the intents it leaves, if there is no file yet)."""
         if self._fd is None:
             self._compact(after())
         else:
-            self._append(f'{{"{op}":[' + ",".join(parts) + "]}")
+            self._append(b'{"%s":%s}\n' % (op.encode("ascii"), items))
         self.write_count += 1
 
     def _maybe_compact(self) -> None:
@@ -447,34 +447,41 @@ class Journal:
         """Record several intents with one write; they are on disk when this returns."""
         at = now or datetime.now(UTC)
         recorded: list[Intent] = []
-        parts: list[str] = []
+        docs: list[dict[str, Any]] = []
         seen: set[str] = set()
-        times = {at: at.isoformat()}
+        at_text = at.isoformat()
         for spec in specs:
             key = spec.key or new_correlation_key()
             if key in self._intents or key in seen:
                 raise ValueError(f"correlation key {key} is already in the journal")
             seen.add(key)
-            intent = Intent(
-                key,
-                IntentKind(spec.kind),
-                Side(spec.side),
-                frozen_map(spec.payload),
-                at,
-                spec.run_id,
-            )
-            # refuses a secret or an unsavable value before anything is written
-            parts.append(serialise_text(_to_json(intent, times)))
+            kind, side = IntentKind(spec.kind), Side(spec.side)
+            payload = dict(spec.payload)  # the intent's own copy; the record below shares it
+            intent = Intent(key, kind, side, MappingProxyType(payload), at, spec.run_id)
+            # what `_to_json` makes, without copying the payload again
+            doc = {
+                "key": key,
+                "kind": kind._value_,
+                "side": side._value_,
+                "payload": payload,
+                "created_at": at_text,
+            }
+            if spec.run_id:
+                doc["run_id"] = spec.run_id
+            docs.append(doc)
             recorded.append(intent)
         if not recorded:
             return recorded
+        # one encoding for the batch; refuses a secret or an unsavable value before any write
+        items = serialise(docs)
         self._write_event(
-            "record", parts, lambda: {**self._intents, **{i.key: i for i in recorded}}
+            "record", items, lambda: {**self._intents, **{i.key: i for i in recorded}}
         )
-        for intent, part in zip(recorded, parts, strict=True):
+        each = len(items) // len(recorded)  # what each adds to the file, near enough
+        for intent in recorded:
             self._intents[intent.key] = intent
             if self._fd is not None and intent.key not in self._live_bytes:
-                self._set_live(intent.key, len(part))
+                self._set_live(intent.key, each)
         return recorded
 
     def record_intent(
@@ -506,8 +513,8 @@ class Journal:
             items.append([key, remote_id, at_text])
         if not items:
             return
-        body = serialise_text(items)[1:-1]  # one encoding for the batch
-        self._write_event("confirm", [body], lambda: {**self._intents, **changed})
+        body = serialise(items)  # one encoding for the batch
+        self._write_event("confirm", body, lambda: {**self._intents, **changed})
         each = len(body) // len(items) + 1  # what each adds to the file, near enough
         for key, intent in changed.items():
             self._intents[key] = intent
@@ -525,9 +532,9 @@ class Journal:
         marked = [k for k in marked if not self._intents[k].saved]
         if not marked:
             return
-        body = serialise_text([[key, generation] for key in marked])[1:-1]
+        body = serialise([[key, generation] for key in marked])
         changed = {key: _evolve(self._intents[key], saved=generation) for key in marked}
-        self._write_event("saved", [body], lambda: {**self._intents, **changed})
+        self._write_event("saved", body, lambda: {**self._intents, **changed})
         each = len(body) // len(marked) + 1
         for key in marked:
             self._intents[key] = changed[key]
@@ -539,7 +546,7 @@ class Journal:
         gone = list(dict.fromkeys(key for key in keys if key in self._intents))
         if not gone:
             return
-        self._write_event("discard", [serialise_text(gone)[1:-1]], dict)
+        self._write_event("discard", serialise(gone), dict)
         for key in gone:
             del self._intents[key]
             self._set_live(key, None)
