@@ -44,6 +44,17 @@ async def test_naive_script_makes_a_call_per_record_and_the_engine_batches(capsy
     assert ours_edits.sf_calls <= incremental.MAX_SF_CALLS
 
 
+async def test_naive_comparison_in_rounds_judges_the_median_ratio(capsys) -> None:
+    results = await naive_client.main(TINY, smarter=False, rounds=2)
+    out = capsys.readouterr().out
+    assert len(results["engine"]) == len(results["naive"]) == 4  # two steps, two rounds
+    assert all(m.ok for ms in results.values() for m in ms)
+    side_by_side = [line for line in out.splitlines() if line.startswith("| 2 ")]
+    assert len(side_by_side) == 4  # round 2: each client's two steps
+    ratios = [line for line in out.splitlines() if line.startswith("| naive (per-record")]
+    assert len(ratios) == 2 and all(line.count("x, ") == 1 for line in ratios)  # two rounds each
+
+
 async def test_naive_comparison_runs_with_the_emulators_in_a_child_process(capsys) -> None:
     results = await naive_client.main(TINY, smarter=True, servers="process")
     out = capsys.readouterr().out
