@@ -368,42 +368,29 @@ async def test_sf_create_answer_cut_short_after_the_create_does_not_duplicate(wo
 # --- malformed Sales Connect reads ---------------------------------------------------------
 
 
-async def test_sc_change_page_that_is_not_json_fails_the_run_and_keeps_every_link(world) -> None:
-    engine = world.make_engine()
-    await world.enable(engine)
-    link = await linked_pair(world, engine)
-    world.sc.update_task(link.sc_id, name="Call Jane at 10")
-    links = dict(engine.store.links())
-    sf_before = world.snapshot()[0]
-    world.sc_proxy.add(
-        Tamper(**SC_CHANGES, respond=raw(200, "<html>oops</html>", {"content-type": "text/html"}))
-    )
-
-    summary = await engine.run_once()
-
-    assert_clear_failure(summary, "Sales Connect", "not JSON")
-    assert dict(engine.store.links()) == links
-    assert world.snapshot()[0] == sf_before
-    assert_state_loads(world, links)
-    await recovers(world, engine)
-    assert sf_subjects(world) == ["Call Jane at 10"]
+def _nan_name(code: int, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
+    return code, headers, body.replace(b'"name":"Call Jane at 10"', b'"name":NaN')
 
 
-async def test_sc_change_page_with_not_a_number_fails_the_run_and_keeps_every_link(
-    world,
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"respond": raw(200, "<html>oops</html>", {"content-type": "text/html"})},
+        # NaN is not JSON: read as a number, it would be saved as null, a silent loss
+        {"transform": _nan_name},
+    ],
+    ids=["html", "not-a-number"],
+)
+async def test_sc_change_page_that_is_not_json_fails_the_run_and_keeps_every_link(
+    world, rule: dict
 ) -> None:
-    # NaN is not JSON: read as a number it would be saved as null, a silent loss
     engine = world.make_engine()
     await world.enable(engine)
     link = await linked_pair(world, engine)
     world.sc.update_task(link.sc_id, name="Call Jane at 10")
     links = dict(engine.store.links())
     sf_before = world.snapshot()[0]
-
-    def nan_name(code: int, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
-        return code, headers, body.replace(b'"name":"Call Jane at 10"', b'"name":NaN')
-
-    world.sc_proxy.add(Tamper(**SC_CHANGES, transform=nan_name))
+    world.sc_proxy.add(Tamper(**SC_CHANGES, **rule))
 
     summary = await engine.run_once()
 

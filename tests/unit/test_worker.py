@@ -5,21 +5,28 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from sync.worker import finish_in_thread
 
 
-async def test_a_cancel_waits_for_the_thread_to_finish_its_write() -> None:
+def slow_write() -> tuple[Callable[[], None], threading.Event, threading.Event]:
+    """A write of 0.3 s, and events set when it starts and when it is done."""
     started, finished = threading.Event(), threading.Event()
 
-    def slow_write() -> None:
+    def write() -> None:
         started.set()
         time.sleep(0.3)
         finished.set()
 
-    task = asyncio.ensure_future(finish_in_thread(slow_write))
+    return write, started, finished
+
+
+async def test_a_cancel_waits_for_the_thread_to_finish_its_write() -> None:
+    write, started, finished = slow_write()
+    task = asyncio.ensure_future(finish_in_thread(write))
     await asyncio.to_thread(started.wait, 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -39,14 +46,8 @@ async def test_the_result_and_the_error_of_the_work_come_back() -> None:
 
 
 async def test_a_second_cancel_while_waiting_still_waits() -> None:
-    started, finished = threading.Event(), threading.Event()
-
-    def slow_write() -> None:
-        started.set()
-        time.sleep(0.3)
-        finished.set()
-
-    task = asyncio.ensure_future(finish_in_thread(slow_write))
+    write, started, finished = slow_write()
+    task = asyncio.ensure_future(finish_in_thread(write))
     await asyncio.to_thread(started.wait, 5)
     task.cancel()
     await asyncio.sleep(0.05)
