@@ -104,6 +104,7 @@ def _holding_the_store(method: Callable[..., Awaitable[Any]]) -> Callable[..., A
 
 
 # While a run goes on, CPython's cyclic garbage collector runs less often (see `_collecting_less`).
+# A host that keeps its heap frozen (the dashboard: tui/heap.py) sets `run_gc_threshold` lower.
 RUN_GC_THRESHOLD = (10_000, 20, 20)
 _gc_lock = threading.Lock()
 _gc_runs = 0  # runs going on in this process (engines of several homes may run at once)
@@ -111,7 +112,7 @@ _gc_saved: tuple[int, ...] = ()
 
 
 @contextlib.contextmanager
-def _collecting_less() -> Iterator[None]:
+def _collecting_less(threshold: tuple[int, int, int] = RUN_GC_THRESHOLD) -> Iterator[None]:
     """Raise the garbage collector's thresholds for the length of a run, then put them back.
 
     A big run keeps what it allocates (links, cached tasks, journal intents: a few hundred
@@ -126,7 +127,7 @@ def _collecting_less() -> Iterator[None]:
         if _gc_runs == 0:
             _gc_saved = gc.get_threshold()
             if _gc_saved[0]:  # 0: collection switched off by the program; leave it so
-                raised = zip(RUN_GC_THRESHOLD, _gc_saved, strict=True)
+                raised = zip(threshold, _gc_saved, strict=True)
                 gc.set_threshold(*(max(ours, theirs) for ours, theirs in raised))
         _gc_runs += 1
     try:
@@ -177,6 +178,7 @@ class SyncEngine:
         self._store_lock = asyncio.Lock()
         self._saver = StateSaver(store, journal, off_loop=self._off_loop)
         self._rows = RowCache(self._build_rows)
+        self.run_gc_threshold = RUN_GC_THRESHOLD  # the collector's thresholds during a run
         self.scheduler = RunScheduler(
             self._scheduled_run,
             interval=lambda: self.store.settings.poll_interval,
@@ -188,7 +190,7 @@ class SyncEngine:
 
     @contextlib.asynccontextmanager
     async def _collecting_less(self) -> AsyncIterator[None]:
-        with _collecting_less():
+        with _collecting_less(self.run_gc_threshold):
             yield
 
     async def aclose(self) -> None:

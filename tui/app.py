@@ -29,7 +29,7 @@ from textual.worker import Worker, WorkerState
 from sync.model import Side, Task
 from tui import messages
 from tui.bridge import EngineBridge
-from tui.heap import Heap
+from tui.heap import RUN_GC_THRESHOLD, Heap
 from tui.widgets.status_bar import StatusView
 from tui.widgets.text import sanitize
 
@@ -135,6 +135,7 @@ class ReminderSyncApp(App[str | None]):
         self._flush_pending = False
         self._next_flush = 0.0  # time.monotonic() before which a burst waits
         self._heap = Heap()
+        engine.run_gc_threshold = RUN_GC_THRESHOLD  # the heap is frozen here (tui/heap.py)
         self._slices = 0  # row slices since the screens last saw the rows
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -16,6 +16,12 @@ import time
 from collections.abc import Callable
 
 TIDY_EVERY = 600.0  # seconds between full collections, done only when the app is quiet
+# The collector's thresholds while the engine runs in the app. The engine's own (10,000 new
+# objects before a young collection) spare a headless run full collections of its whole heap;
+# here the heap is frozen after each refresh, so a full collection walks only what is new,
+# and short young collections matter more: at 10,000 each paused the loop 4-12 ms during an
+# import, at 2,000 about a fifth of that, for the same total (docs/benchmarks.md, target 5).
+RUN_GC_THRESHOLD = (2_000, 20, 20)
 QUIET_FOR = 10.0  # seconds without a refresh that count as quiet
 
 

@@ -190,6 +190,33 @@ async def test_the_heap_is_frozen_after_a_refresh_and_given_back_at_exit(demo: A
     assert gc.get_freeze_count() == 0
 
 
+async def test_a_run_in_the_app_collects_young_objects_in_short_pauses(demo: Any) -> None:
+    # The app's heap is frozen after each refresh, so it keeps the collector's young
+    # collections short during a run instead of the headless engine's rarer, longer ones.
+    import gc
+
+    from sync.engine import RUN_GC_THRESHOLD as HEADLESS
+    from sync.events import SyncProgress
+    from tui.heap import RUN_GC_THRESHOLD
+
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    seen: list[tuple[int, ...]] = []
+    demo.engine.subscribe(
+        lambda event: seen.append(gc.get_threshold()) if isinstance(event, SyncProgress) else None
+    )
+    try:
+        app = ReminderSyncApp(demo.engine, run_engine=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: dashboard(app).rows_shown, what="the first rows")
+            await demo.engine.run_once()
+        assert seen and set(seen) == {RUN_GC_THRESHOLD}
+        assert RUN_GC_THRESHOLD[0] < HEADLESS[0]
+        assert gc.get_threshold() == (700, 10, 10)  # put back after the run
+    finally:
+        gc.set_threshold(*before)
+
+
 async def test_rows_built_so_far_are_shown_while_a_burst_is_still_being_built(
     demo: Any, monkeypatch: Any
 ) -> None:
