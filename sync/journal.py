@@ -76,7 +76,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from sync import jsoncodec, paths
@@ -449,26 +448,21 @@ class Journal:
         recorded: list[Intent] = []
         docs: list[dict[str, Any]] = []
         seen: set[str] = set()
-        at_text = at.isoformat()
+        times = {at: at.isoformat()}
         for spec in specs:
             key = spec.key or new_correlation_key()
             if key in self._intents or key in seen:
                 raise ValueError(f"correlation key {key} is already in the journal")
             seen.add(key)
-            kind, side = IntentKind(spec.kind), Side(spec.side)
-            payload = dict(spec.payload)  # the intent's own copy; the record below shares it
-            intent = Intent(key, kind, side, MappingProxyType(payload), at, spec.run_id)
-            # what `_to_json` makes, without copying the payload again
-            doc = {
-                "key": key,
-                "kind": kind._value_,
-                "side": side._value_,
-                "payload": payload,
-                "created_at": at_text,
-            }
-            if spec.run_id:
-                doc["run_id"] = spec.run_id
-            docs.append(doc)
+            intent = Intent(
+                key,
+                IntentKind(spec.kind),
+                Side(spec.side),
+                frozen_map(spec.payload),
+                at,
+                spec.run_id,
+            )
+            docs.append(_to_json(intent, times))
             recorded.append(intent)
         if not recorded:
             return recorded
