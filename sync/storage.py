@@ -172,11 +172,6 @@ def serialise(data: Any) -> bytes:
         raise StateWriteError(f"Cannot save the state: {exc}. Nothing was written.") from None
 
 
-def serialise_text(data: Any) -> str:
-    """`serialise` as text."""
-    return serialise(data).decode("utf-8")
-
-
 class EncodedJSON(bytes):
     """A document kept as its compact JSON text, in UTF-8 bytes (what `encode_document`
     returns).

@@ -12,7 +12,7 @@ import pytest
 from sync.journal import IntentKind, IntentSpec, Journal
 from sync.journal_adapter import CreateIntent, IntentJournal
 from sync.model import Side, Task
-from sync.storage import StateWriteError, serialise_text
+from sync.storage import StateWriteError, serialise
 
 AT = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)
 TASK = Task("Call Ada about the renewal", "open", "high", date(2026, 12, 1), "Budget first.")
@@ -138,8 +138,8 @@ def test_a_circular_value_is_refused_like_any_unsavable_value() -> None:
     loop: list = []
     loop.append(loop)
     with pytest.raises(StateWriteError):
-        serialise_text({"a": loop})
-    assert serialise_text({"é": [1.5, None, True, "\n"]}) == '{"é":[1.5,null,true,"\\n"]}'
+        serialise({"a": loop})
+    assert serialise({"é": [1.5, None, True, "\n"]}) == '{"é":[1.5,null,true,"\\n"]}'.encode()
 
 
 def test_keys_made_in_bulk_are_random_uuid4_text() -> None:
