@@ -1,9 +1,10 @@
 """JSON for the hot paths: orjson where it can, the standard library where it cannot.
 
 orjson encodes the state's small documents about ten times faster than CPython's C encoder and
-decodes the services' pages about three times faster; together that was a tenth of a 10,000-task
-import's CPU. Where the two libraries differ, the standard library has the last word, so the
-behaviour is the one the rest of the code was written against:
+decodes the services' pages about three times faster; together that was a sixth of the engine's
+CPU for 10,000 creates and the run after them (3.25 -> 2.69 s, docs/benchmarks.md). Where
+the two libraries differ, the standard library has the last word, so the behaviour is the one
+the rest of the code was written against:
 
 - `dumps`: what orjson refuses (an int beyond 64 bits, a non-str key, a lone surrogate, nesting
   past 254 levels or a cycle) is encoded by the standard library, as ASCII with escapes; an

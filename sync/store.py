@@ -34,7 +34,6 @@ each document as its JSON text, not as a dict: see `_KeyedTable`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from collections import deque
@@ -48,7 +47,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tinydb import TinyDB
 
-from sync import paths
+from sync import jsoncodec, paths
 from sync.model import (
     FIELDS,
     PRIORITY_NORMAL,
@@ -1243,7 +1242,7 @@ class StateStore:
             if len(out) >= limit:
                 break
             doc = table[doc_id]
-            out.append(json.loads(doc) if isinstance(doc, bytes) else dict(doc))
+            out.append(jsoncodec.loads(doc) if isinstance(doc, bytes) else dict(doc))
         return out
 
     # ------------------------------------------------------------ task cache
