@@ -60,11 +60,11 @@ class CreateIntent:
         doc: dict[str, Any] = {
             "kind": "create",
             "key": self.key,
-            "target": self.target.value,
+            "target": self.target._value_,  # not `.value`: an enum property is a slow read
             "source_id": self.source_id,
             "fields": task_row(self.fields),
         }
-        if self.base != self.fields:
+        if self.base is not self.fields and self.base != self.fields:
             doc["base"] = task_row(self.base)
         if self.notes:
             doc["notes"] = dict(self.notes)
