@@ -383,20 +383,30 @@ def resolution_from_json(doc: Mapping[str, Any]) -> Resolution:
 
 
 def side_task_to_json(task: SideTask) -> dict[str, Any]:
+    """What is at its default (no version yet, not deleted, in scope, no raw values or
+    problems: most cached tasks) is left out; `side_task_from_json` defaults it. The cache
+    holds one document per task and side, and these keys were a fifth of each."""
     created, updated = task.created_at, task.updated_at
-    return {
+    doc = {
         "side": task.side._value_,  # not `.value`: an enum property is a slow read
         "id": task.id,
         "fields": task_to_json(task.fields),
-        "version": task.version,
         "created_at": _dt_out(created),
         "updated_at": _dt_out(created) if updated is created else _dt_out(updated),
-        "deleted": task.deleted,
-        "in_scope": task.in_scope,
-        "scope_reason": task.scope_reason,
-        "raw": dict(task.raw) if task.raw else {},
-        "problems": dict(task.problems) if task.problems else {},
     }
+    if task.version:
+        doc["version"] = task.version
+    if task.deleted:
+        doc["deleted"] = True
+    if not task.in_scope:
+        doc["in_scope"] = False
+    if task.scope_reason:
+        doc["scope_reason"] = task.scope_reason
+    if task.raw:
+        doc["raw"] = dict(task.raw)
+    if task.problems:
+        doc["problems"] = dict(task.problems)
+    return doc
 
 
 def side_task_from_json(doc: Mapping[str, Any]) -> SideTask:

@@ -151,6 +151,37 @@ def test_every_table_round_trips_through_the_file(store: StateStore) -> None:
         again.close()
 
 
+def test_a_cached_task_keeps_every_value_and_the_file_only_what_is_not_a_default(
+    store: StateStore,
+) -> None:
+    plain = SideTask(Side.SALESFORCE, "00T1", Task("Call"), created_at=WHEN, updated_at=WHEN)
+    unusual = SideTask(
+        side=Side.SALESFORCE,
+        id="00T2",
+        fields=Task("Log", status=None),
+        version="",
+        created_at=None,
+        updated_at=WHEN,
+        deleted=True,
+        in_scope=False,
+        scope_reason="owned by someone else",
+        raw={"status": "In Progress"},
+        problems={"due_date": "bad date"},
+    )
+    store.put_cached_tasks([plain, unusual])
+    store.save()
+
+    again = reopen(store)
+    try:
+        assert again.cached_tasks(Side.SALESFORCE) == {"00T1": plain, "00T2": unusual}
+    finally:
+        again.close()
+    saved = json.loads(store_module.cache_path(store.path).read_text())
+    by_id = {doc["id"]: doc for doc in saved[store_module.CACHE_TABLE].values()}
+    assert set(by_id["00T1"]) == {"side", "id", "fields", "created_at", "updated_at"}
+    assert by_id["00T2"]["deleted"] is True and by_id["00T2"]["in_scope"] is False
+
+
 def test_links_are_found_by_either_id_and_a_task_is_in_one_pair_only(store: StateStore) -> None:
     store.put_link(make_link(1))
     assert store.link_by_sc("sc1") == make_link(1)
