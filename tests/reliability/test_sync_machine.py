@@ -15,8 +15,9 @@ Invariants, checked after every fault-free run:
 - a second run writes nothing;
 - the state file always loads (after every run, and after every crash).
 
-Profiles: `pytest tests/reliability/test_sync_machine.py` runs the CI-sized machine (500
-examples); `pytest -m slow tests/reliability/test_sync_machine.py` the long one.
+Profiles: `pytest tests/reliability/test_sync_machine.py` runs the CI-sized machine (300
+examples of up to 6 steps); `pytest -m slow tests/reliability/test_sync_machine.py` the long one
+(3000 examples of up to 25 steps), which is where deep sequences are searched for.
 
 The connectors (HTTP clients, logins) are built once and shared by every engine of the test:
 each example gets a fresh state directory and a fresh engine over it, and the emulators are
@@ -619,8 +620,10 @@ def shared(servers: Any, tmp_path_factory: Any) -> Iterator[Shared]:
     servers.reset()
 
 
-def _run_machine(shared: Shared, examples: int, steps: int) -> None:
+def _run_machine(shared: Shared, examples: int, steps: int) -> dict[str, int]:
+    """Run the machine; returns what this run did (examples, runs, faults, crashes...)."""
     SyncMachine.shared = shared
+    before = dict(shared.counts)
     run_state_machine_as_test(
         SyncMachine,
         settings=settings(
@@ -632,16 +635,23 @@ def _run_machine(shared: Shared, examples: int, steps: int) -> None:
             print_blob=True,
         ),
     )
-    counts = shared.counts
+    counts = {name: shared.counts[name] - before[name] for name in before}
     print(
         f"\nsync machine: {counts['examples']} examples, {counts['runs']} runs, {counts['faults']} "
         f"faulty runs, {counts['crashes']} crashes + restarts, {counts['resolved']} resolutions"
     )
+    return counts
 
 
 @pytest.mark.timeout(600)
 def test_sync_machine_ci_profile(shared: Shared) -> None:
-    _run_machine(shared, examples=500, steps=6)
+    """The CI-sized machine: 300 examples (~45 s on 2 cores; it was 500, ~105 s). Two runs of it
+    made 348-363 examples, ~2,400 syncs with every invariant checked, 130-150 runs under a fault,
+    9-35 crashes + restarts from disk and 86-98 conflict settlements: every rule still runs many
+    times. The slow profile (3000 examples of up to 25 steps) is the deep search."""
+    counts = _run_machine(shared, examples=300, steps=6)
+    # The machine must actually have reached its faults, crashes and conflict settlements.
+    assert counts["faults"] > 0 and counts["crashes"] > 0 and counts["resolved"] > 0, counts
 
 
 @pytest.mark.slow
