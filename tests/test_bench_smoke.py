@@ -55,6 +55,22 @@ async def test_naive_comparison_in_rounds_judges_the_median_ratio(capsys) -> Non
     assert len(ratios) == 2 and all(line.count("x, ") == 1 for line in ratios)  # two rounds each
 
 
+async def test_naive_comparison_with_latency_delays_every_call_and_gives_no_verdict(
+    capsys,
+) -> None:
+    latency_ms = 20
+    results = await naive_client.main(TINY, smarter=False, latency_ms=latency_ms)
+    out = capsys.readouterr().out
+    assert f"{latency_ms} ms added to every data call" in out
+    assert all(m.ok for ms in results.values() for m in ms)
+    # The naive script makes its calls one after another: each waited the latency first.
+    for measured in results["naive"]:
+        assert measured.seconds >= measured.sf_calls * latency_ms / 1000, measured
+    ratios = [line for line in out.splitlines() if line.startswith("| naive (per-record")]
+    assert len(ratios) == 2 and all("(context: with latency)" in line for line in ratios)
+    assert "MISSED" not in out and "holds" not in out
+
+
 async def test_naive_comparison_runs_with_the_emulators_in_a_child_process(capsys) -> None:
     results = await naive_client.main(TINY, smarter=True, servers="process")
     out = capsys.readouterr().out
