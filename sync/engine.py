@@ -1384,8 +1384,8 @@ def _plan_and_describe(*args: Any, **kwargs: Any) -> tuple[Any, tuple[PlannedCha
 def _describe(action: Action) -> PlannedChange:
     # Kept with the run summary: shared strings and field tuples (50k of these at an import).
     return PlannedChange(
-        action=action.kind.value,
-        target=action.target.value if action.target else "",
+        action=action.kind._value_,  # not `.value`: an enum property is a slow read
+        target=action.target._value_ if action.target else "",
         sc_id=action.sc_id,
         sf_id=action.sf_id,
         fields=_field_tuple(frozenset(action.changes)),

@@ -635,11 +635,12 @@ def _as_sf(name: str, value: Any) -> Any:
 
 
 def _truncation_notes(task: Task) -> dict[str, str]:
-    return {
-        name: Note.TRUNCATED
-        for name in SF_LIMITS
-        if isinstance(task.get(name), str) and _as_sf(name, task.get(name)) != task.get(name)
-    }
+    """The fields Salesforce gets cut (`project_to_sf` hands back the task itself when
+    everything fits: every task of an import is checked)."""
+    cut = project_to_sf(task)
+    if cut is task:
+        return {}
+    return {name: Note.TRUNCATED for name in SF_LIMITS if cut.get(name) != task.get(name)}
 
 
 def _coerce(name: str, value: Any) -> tuple[Any, bool]:
