@@ -148,6 +148,14 @@ def start_sync(env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+def wait_for_first_request(process: subprocess.Popen, sc: Any, timeout: float = 60) -> None:
+    """Until `process` has sent its first request to Sales Connect (or has exited)."""
+    seen = len(sc.requests)
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and len(sc.requests) == seen and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
 @pytest.mark.timeout(600)
 async def test_sigkilled_sync_processes_lose_and_double_nothing(servers: Any, tmp_path: Path):
     from sync.connections import connect_salesconnect, connect_salesforce
@@ -204,7 +212,11 @@ async def test_sigkilled_sync_processes_lose_and_double_nothing(servers: Any, tm
             label = point
         else:
             process = start_sync(cli_env(home, keyring_file))
-            time.sleep(rng.uniform(0.4, 1.6))  # imports take ~0.5 s; the run follows
+            # Kill at a random instant of the run itself: wait for its first request (start-up
+            # and imports take ~0.4-0.8 s), then up to 0.3 s more (a run here takes ~0.15-0.35 s
+            # from there). A delay counted from the start mostly fell after the run had ended.
+            wait_for_first_request(process, sc)
+            time.sleep(rng.uniform(0.0, 0.3))
             process.send_signal(signal.SIGKILL)
             label = "SIGKILL"
         try:
