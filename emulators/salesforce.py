@@ -210,6 +210,10 @@ class SalesforceEmulator:
     def clear_faults(self) -> None:
         self.faults.set(None)
 
+    def release_hangs(self) -> None:
+        """Requests held by a "hang" fault go on now (see ``sf_faults``)."""
+        self.faults.release_hangs()
+
     def reset(self) -> None:
         """Empty the org: tasks, tokens, cursors, API usage, faults and clock offset."""
         with self.lock:

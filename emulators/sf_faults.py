@@ -23,7 +23,8 @@ Kinds:
 - ``503_html``: 503 with Salesforce's HTML maintenance page (not JSON); not processed.
 - ``500``: 500 ``UNKNOWN_EXCEPTION`` with an ErrorId; not processed.
 - ``hang``: waits ``hang_seconds`` before handling (a client that gave up may still see its
-  write applied, as with a real slow server).
+  write applied, as with a real slow server). ``SalesforceEmulator.release_hangs()`` ends the
+  wait of the plan's held requests at once (and the plan's later hangs do not wait).
 - ``drip``: handles the request, then sends the body in small chunks, slowly.
 - ``reset``: the connection drops mid-response before the request is handled (nothing written).
 - ``reset_after``: the request is handled (writes applied), then the connection drops
@@ -73,6 +74,7 @@ class FaultPlan:
     injected: int = 0
     skipped: int = 0
     rng: random.Random = field(default_factory=random.Random, repr=False)
+    released: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @classmethod
     def from_json(cls, body: Any) -> FaultPlan:
@@ -154,6 +156,12 @@ class FaultSwitch:
     def set(self, plan: FaultPlan | None) -> None:
         with self._lock:
             self.plan = plan if plan and plan.kinds else None
+
+    def release_hangs(self) -> None:
+        """Let the requests the current plan holds ("hang") go on now, and hold no more."""
+        with self._lock:
+            if self.plan is not None:
+                self.plan.released.set()
 
     def draw(self, method: str, path: str, has_token: bool) -> tuple[str, FaultPlan] | None:
         with self._lock:
@@ -257,7 +265,7 @@ class FaultMiddleware:
             # Hold the request (body already received) until the time is up or the client
             # leaves; then handle it anyway, as a slow server would.
             messages = await _read_request(receive)
-            await _wait_for_disconnect(receive, plan.hang_seconds)
+            await _wait_for_disconnect(receive, plan.hang_seconds, plan.released)
             await self.app(scope, _replay(messages, receive), send)
         elif kind == "reset":
             await _drop(send, b'[{"message":')
@@ -296,8 +304,11 @@ def _replay(messages: list[dict], receive: Any) -> Any:
     return replay
 
 
-async def _wait_for_disconnect(receive: Any, seconds: float) -> bool:
-    """Sleep up to ``seconds``; True when the client disconnected meanwhile.
+async def _wait_for_disconnect(
+    receive: Any, seconds: float, released: threading.Event | None = None
+) -> bool:
+    """Sleep up to ``seconds`` (or until ``released`` is set); True when the client
+    disconnected meanwhile.
 
     Only call once the request body has been read: then ``receive`` yields nothing but
     ``http.disconnect``.
@@ -307,11 +318,26 @@ async def _wait_for_disconnect(receive: Any, seconds: float) -> bool:
         while (await receive())["type"] != "http.disconnect":
             pass
 
+    if released is None:
+        try:
+            await asyncio.wait_for(disconnected(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    waiter = asyncio.ensure_future(disconnected())
     try:
-        await asyncio.wait_for(disconnected(), timeout=seconds)
-    except TimeoutError:
+        while not released.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            done, _ = await asyncio.wait({waiter}, timeout=min(0.02, remaining))
+            if done:
+                return True
         return False
-    return True
+    finally:
+        waiter.cancel()
 
 
 async def _respond(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import time
 from collections.abc import Callable
 
 import httpx
@@ -138,6 +140,21 @@ def test_hang_delays_the_answer_past_a_client_deadline(env) -> None:
     with pytest.raises(httpx.ReadTimeout):
         data.get("/limits", timeout=0.5)
     assert data.get("/limits").status_code == 200
+
+
+def test_a_released_hang_answers_at_once(env) -> None:
+    data, root, emulator = env
+    set_faults(root, {"kinds": ["hang"], "count": 2, "hang_seconds": 30})
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    held = pool.submit(data.get, "/limits", timeout=20)
+    time.sleep(0.3)
+    assert not held.done()  # held by the fault
+    started = time.monotonic()
+    emulator.release_hangs()
+    assert held.result(timeout=10).status_code == 200
+    assert data.get("/limits", timeout=5).status_code == 200  # released: no more waiting
+    assert time.monotonic() - started < 5
+    pool.shutdown()
 
 
 def test_drip_sends_the_whole_body_slowly(env) -> None:

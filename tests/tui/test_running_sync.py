@@ -1,6 +1,6 @@
 """The app while a sync is running: `s` queues one more run (never two at once), and opening and
-closing screens leaves the background sync alone. The run is slowed by the Salesforce
-emulator's "hang" fault, so it is still going while the keys are pressed."""
+closing screens leaves the background sync alone. The run is held by the Salesforce emulator's
+"hang" fault until the keys have been pressed (`release`), so it is still going while they are."""
 
 from __future__ import annotations
 
@@ -32,19 +32,26 @@ def record_runs(engine: Any, outcomes: list[str] | None = None) -> list[str]:
     return seen
 
 
-def slow_next_read(demo: Any, seconds: float = 3.0) -> None:
-    demo.sf.set_fault(kinds=["hang"], hang_seconds=seconds, count=1, path_contains="/query")
+def hold_next_read(demo: Any) -> None:
+    """The next Salesforce query waits until `release(demo)` (at most 30 s)."""
+    demo.sf.set_fault(kinds=["hang"], hang_seconds=30.0, count=1, path_contains="/query")
+
+
+def release(demo: Any) -> None:
+    demo.sf.release_hangs()
 
 
 async def test_s_during_a_run_queues_exactly_one_more_run(demo: Any) -> None:
     runs = record_runs(demo.engine)
-    slow_next_read(demo)
+    hold_next_read(demo)
     app = ReminderSyncApp(demo.engine, run_engine=True)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app.sync_running, what="the first run to start")
         await pilot.press("s", "s", "s")
         assert app.sync_queued
         assert "+1 queued" in str(app.screen.query_one(StatusBar).render())
+        assert runs == ["start"], "the first run is still going"
+        release(demo)
         await wait_until(pilot, lambda: runs.count("end") == 2, what="the queued run")
         # Three presses during one run gave one more run, and the runs never overlapped.
         assert runs == ["start", "end", "start", "end"]
@@ -56,7 +63,7 @@ async def test_s_during_a_run_queues_exactly_one_more_run(demo: Any) -> None:
 async def test_screens_opened_and_closed_during_a_run_leave_the_sync_running(demo: Any) -> None:
     outcomes: list[str] = []
     runs = record_runs(demo.engine, outcomes)
-    slow_next_read(demo, seconds=6.0)
+    hold_next_read(demo)
     app = ReminderSyncApp(demo.engine, run_engine=True)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app.sync_running, what="the first run to start")
@@ -70,6 +77,8 @@ async def test_screens_opened_and_closed_during_a_run_leave_the_sync_running(dem
         assert isinstance(app.screen, ActivityScreen)
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
+        assert app.sync_running and runs == ["start"], "the run is still going"
+        release(demo)
         await wait_until(pilot, lambda: runs == ["start", "end"], what="the run to finish")
         # It finished its work (the two demo conflicts still wait), it was not cancelled.
         assert outcomes == ["conflicts"]
