@@ -7,6 +7,7 @@ import pytest
 
 from emulators.salesconnect import create_app
 from emulators.server import RunningServer, serve_in_thread
+from tests.conftest import TLS_CONTEXT
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +20,6 @@ def sc_server() -> Iterator[RunningServer]:
 
 @pytest.fixture
 def sc_http(sc_server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sc_server.base_url, timeout=10) as client:
+    with httpx.Client(base_url=sc_server.base_url, timeout=10, verify=TLS_CONTEXT) as client:
         client.post("/__emulator__/reset").raise_for_status()
         yield client

@@ -19,6 +19,7 @@ import pytest
 
 from emulators.salesforce import SalesforceEmulator, SalesforceEmulatorConfig
 from emulators.server import RunningServer
+from tests.conftest import TLS_CONTEXT
 from tests.emulators.salesforce_setup import authorized_client, serve_salesforce
 
 
@@ -56,7 +57,9 @@ def sf_client(
             if authorized:
                 client = authorized_client(server, sf_emulator, path, timeout=timeout)
             else:
-                client = httpx.Client(base_url=server.base_url + path, timeout=timeout)
+                client = httpx.Client(
+                    base_url=server.base_url + path, timeout=timeout, verify=TLS_CONTEXT
+                )
             return opened.enter_context(client)
 
         yield open_client

@@ -9,6 +9,7 @@ import httpx
 
 from emulators.salesforce import SalesforceEmulator, SalesforceEmulatorConfig, create_app
 from emulators.server import RunningServer, TlsCertificate, serve_in_thread
+from tests.conftest import TLS_CONTEXT
 
 
 @contextlib.contextmanager
@@ -26,4 +27,6 @@ def authorized_client(
 ) -> httpx.Client:
     """A client on `server.base_url + path` holding a fresh access token of the org's user."""
     headers = {"Authorization": f"Bearer {emulator.issue_access_token()}"}
-    return httpx.Client(base_url=server.base_url + path, headers=headers, timeout=timeout)
+    return httpx.Client(
+        base_url=server.base_url + path, headers=headers, timeout=timeout, verify=TLS_CONTEXT
+    )

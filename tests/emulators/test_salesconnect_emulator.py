@@ -11,6 +11,7 @@ import pytest
 
 from emulators.salesconnect import SalesConnectConfig, create_app
 from emulators.server import RunningServer, serve_in_thread
+from tests.conftest import TLS_CONTEXT
 
 DEMO = {"grant_type": "client_credentials", "client_id": "reminder-sync-demo"}
 BASE = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -32,7 +33,7 @@ def emulator(running: tuple[RunningServer, Any]) -> Any:
 @pytest.fixture
 def http(running: tuple[RunningServer, Any], emulator: Any) -> Iterator[httpx.Client]:
     server = running[0]
-    with httpx.Client(base_url=server.base_url, timeout=10) as client:
+    with httpx.Client(base_url=server.base_url, timeout=10, verify=TLS_CONTEXT) as client:
         token = client.post(
             "/api/v1/oauth/token", data={**DEMO, "client_secret": "demo-secret"}
         ).json()["access_token"]
