@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -10,10 +11,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from tests.integration.file_keyring import KEYRING_FILE_ENV
+from tests.integration.file_keyring import KEYRING_FILE_ENV, FileKeyring
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,19 +116,25 @@ def test_emulators_print_one_json_line_per_service_that_connect_and_sync_can_use
     assert "access_token" not in state
 
 
+async def _connected_and_enabled(home: Path, keyring_file: Path, sf: Any, sc: Any) -> None:
+    """`connect salesforce`, `connect salesconnect` and `enable`, done in this process (the
+    processes of the test above run them as commands)."""
+    from sync.engine import build_engine
+    from sync.secrets import KeyringStore
+    from tests.conftest import connect_both
+
+    secrets = KeyringStore(backend=FileKeyring(keyring_file))
+    await connect_both(home, secrets, sf, sc)
+    engine = build_engine(home, secrets)
+    try:
+        await engine.set_enabled(True, start=False)
+    finally:
+        await engine.aclose()
+
+
 def test_run_keeps_syncing_until_interrupted(tmp_path: Path, sf, sc) -> None:
     env = _env(tmp_path / "home", tmp_path / "keyring.json")
-    sf_login = [
-        "connect", "salesforce", "--login-url", sf.base_url, "--client-id", sf.client_id,
-        "--auth", "client-credentials", "--secret-stdin",
-    ]  # fmt: skip
-    assert _cli(env, *sf_login, input=sf.client_secret).returncode == 0
-    sc_login = [
-        "connect", "salesconnect", "--base-url", sc.base_url, "--client-id", sc.client_id,
-        "--secret-stdin",
-    ]  # fmt: skip
-    assert _cli(env, *sc_login, input=sc.client_secret).returncode == 0
-    assert _cli(env, "enable").returncode == 0
+    asyncio.run(_connected_and_enabled(tmp_path / "home", tmp_path / "keyring.json", sf, sc))
     sf.create_task(Subject="Picked up by run")
     runner = subprocess.Popen(
         [sys.executable, "-m", "tui.cli", "run"],

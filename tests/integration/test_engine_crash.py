@@ -68,6 +68,19 @@ async def enabled_home(home: Path, secrets: Any, sf: Any, sc: Any) -> None:
         await engine.aclose()
 
 
+async def first_sync(home: Path, secrets: Any) -> None:
+    """The run that links the pair, in this process (the crashes under test come after it)."""
+    from sync.engine import build_engine
+    from sync.events import Outcome
+
+    engine = build_engine(home, secrets)
+    try:
+        summary = await engine.run_once()
+    finally:
+        await engine.aclose()
+    assert summary.outcome is Outcome.DONE, summary.message
+
+
 def crash_then_resume(home: Path, keyring_file: Path, failpoint: str) -> dict:
     crashed = reminder_sync(home, keyring_file, "sync", failpoint=failpoint)
     assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
@@ -161,8 +174,7 @@ async def test_a_crash_after_an_update_leaves_no_false_conflict(
     or another edit of the same field) is carried over, not parked as a conflict."""
     await enabled_home(home, secrets, sf, sc)
     sc_id = sc.create_task(name="Call Jane")
-    first = reminder_sync(home, keyring_file, "sync", "--json")
-    assert first.returncode == 0, first.stderr + first.stdout
+    await first_sync(home, secrets)
     sf_id = linked_sf_id(home, sc_id)
     sf.update_task(sf_id, Subject="Call Jane at 10")
 
@@ -202,8 +214,7 @@ async def test_two_crashes_in_a_row_after_updates_leave_no_false_conflict(
     Salesforce afterwards is carried over instead of asking the user."""
     await enabled_home(home, secrets, sf, sc)
     sc_id = sc.create_task(name="Call Jane")
-    first = reminder_sync(home, keyring_file, "sync", "--json")
-    assert first.returncode == 0, first.stderr + first.stdout
+    await first_sync(home, secrets)
     sf_id = linked_sf_id(home, sc_id)
     for subject in ("Call Jane at 10", "Call Jane at 11"):
         sf.update_task(sf_id, Subject=subject)
