@@ -48,7 +48,9 @@ def _stop(process: subprocess.Popen) -> int:
         return process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
-        raise
+        out, err = process.communicate(timeout=20)
+        tail = (out or "")[-1500:], (err or "")[-1500:]
+        raise AssertionError(f"no exit 20 s after SIGINT; stdout, stderr end: {tail}") from None
 
 
 def test_emulators_print_one_json_line_per_service_that_connect_and_sync_can_use(
