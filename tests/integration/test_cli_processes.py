@@ -42,6 +42,17 @@ def _cli(env: dict[str, str], *args: str, input: str | None = None) -> subproces
     )
 
 
+# `reminder-sync ARGS` with Ctrl-C (SIGINT) handled as in a terminal, whatever this process does
+# with it: a command started in the background by a non-interactive shell ignores SIGINT, and
+# so would every process it starts (then `run` rightly keeps running, and the test fails).
+_WITH_CTRL_C = (
+    "import runpy, signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "sys.argv[0] = 'reminder-sync'\n"
+    "runpy.run_module('tui.cli', run_name='__main__', alter_sys=True)\n"
+)
+
+
 def _stop(process: subprocess.Popen) -> int:
     process.send_signal(signal.SIGINT)
     try:
@@ -139,7 +150,7 @@ def test_run_keeps_syncing_until_interrupted(tmp_path: Path, sf, sc) -> None:
     asyncio.run(_connected_and_enabled(tmp_path / "home", tmp_path / "keyring.json", sf, sc))
     sf.create_task(Subject="Picked up by run")
     runner = subprocess.Popen(
-        [sys.executable, "-m", "tui.cli", "run"],
+        [sys.executable, "-c", _WITH_CTRL_C, "run"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
