@@ -389,6 +389,20 @@ async def connect_both(
     )
 
 
+async def enabled_home(
+    home: Path, secrets: Any, sf: SalesforceHandle, sc: SalesConnectHandle
+) -> None:
+    """`connect_both`, then `enable`, in this process (setup for a process under test)."""
+    from sync.engine import build_engine
+
+    await connect_both(home, secrets, sf, sc)
+    engine = build_engine(home, secrets)
+    try:
+        await engine.set_enabled(True, start=False)
+    finally:
+        await engine.aclose()
+
+
 @pytest.fixture
 async def connected_home(
     home: Path, secrets: Any, sf: SalesforceHandle, sc: SalesConnectHandle

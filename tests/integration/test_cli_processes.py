@@ -132,17 +132,10 @@ def test_emulators_print_one_json_line_per_service_that_connect_and_sync_can_use
 async def _connected_and_enabled(home: Path, keyring_file: Path, sf: Any, sc: Any) -> None:
     """`connect salesforce`, `connect salesconnect` and `enable`, done in this process (the
     processes of the test above run them as commands)."""
-    from sync.engine import build_engine
     from sync.secrets import KeyringStore
-    from tests.conftest import connect_both
+    from tests.conftest import enabled_home
 
-    secrets = KeyringStore(backend=FileKeyring(keyring_file))
-    await connect_both(home, secrets, sf, sc)
-    engine = build_engine(home, secrets)
-    try:
-        await engine.set_enabled(True, start=False)
-    finally:
-        await engine.aclose()
+    await enabled_home(home, KeyringStore(backend=FileKeyring(keyring_file)), sf, sc)
 
 
 def test_run_keeps_syncing_until_interrupted(tmp_path: Path, sf, sc) -> None:

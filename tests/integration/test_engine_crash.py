@@ -18,7 +18,7 @@ import pytest
 
 from sync.failpoints import CRASH_EXIT_CODE, FAILPOINT_ENV
 from sync.journal import Journal
-from tests.conftest import connect_both
+from tests.conftest import enabled_home
 from tests.integration.file_keyring import KEYRING_FILE_ENV, FileKeyring
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,17 +55,6 @@ def reminder_sync(home: Path, keyring_file: Path, *args: str, failpoint: str | N
         text=True,
         timeout=60,
     )
-
-
-async def enabled_home(home: Path, secrets: Any, sf: Any, sc: Any) -> None:
-    from sync.engine import build_engine
-
-    await connect_both(home, secrets, sf, sc)
-    engine = build_engine(home, secrets)
-    try:
-        await engine.set_enabled(True, start=False)
-    finally:
-        await engine.aclose()
 
 
 async def first_sync(home: Path, secrets: Any) -> None:
