@@ -201,25 +201,19 @@ def _evolve(intent: Intent, **changes: Any) -> Intent:
     return new
 
 
+# Every field at its default: what `_recorded` starts from.
+_BLANK = Intent("", IntentKind.CREATE, Side.SALESFORCE, frozen_map(), datetime.min)
+
+
 def _recorded(
     key: str, kind: IntentKind, side: Side, payload: Mapping[str, Any], at: datetime, run_id: str
 ) -> Intent:
-    """A newly recorded intent, built as `_evolve` builds one (the generated `__init__` of a
+    """A newly recorded intent, made by `_evolve` from `_BLANK` (the generated `__init__` of a
     frozen dataclass sets each field through `object.__setattr__`: a third of recording a
-    10,000-task import's intents)."""
-    new = object.__new__(Intent)
-    new.__dict__.update(
-        key=key,
-        kind=kind,
-        side=side,
-        payload=payload,
-        created_at=at,
-        run_id=run_id,
-        remote_id=None,
-        confirmed_at=None,
-        saved=0,
+    10,000-task import's intents); a field added later starts at its default here too."""
+    return _evolve(
+        _BLANK, key=key, kind=kind, side=side, payload=payload, created_at=at, run_id=run_id
     )
-    return new
 
 
 def _from_json(doc: Mapping[str, Any]) -> Intent:
