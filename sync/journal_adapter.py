@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sync.journal import IntentKind, IntentSpec, Journal
-from sync.model import Side, Task
+from sync.model import Side, Task, quick_init
 from sync.store import task_from_json, task_to_json
 
 
@@ -38,6 +38,7 @@ def task_from_row(row: Sequence[Any] | dict[str, Any]) -> Task:
     return Task(name, status, priority, date.fromisoformat(due) if due else None, details)
 
 
+@quick_init
 @dataclass(frozen=True)
 class CreateIntent:
     key: str  # correlation key: SC Idempotency-Key, SF external id

@@ -12,11 +12,65 @@ objects at 50,000 links.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
+
+C = TypeVar("C")
+
+
+class _Factory:
+    """The default shown for a field made by a factory (as dataclasses shows it)."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_FACTORY = _Factory()
+
+
+def quick_init(cls: type[C]) -> type[C]:
+    """Give a frozen dataclass an `__init__` that sets its fields without `object.__setattr__`.
+
+    The generated `__init__` of a frozen dataclass sets each field through
+    `object.__setattr__(self, name, value)`, about 200 ns a field here: with a Task, a SideTask,
+    a Link and an Action made per task, a third of recording a 10,000-task import went on it.
+    This one writes each slot through its own descriptor (slotted classes) or the instance
+    dict (the others), 2-3x faster. Same signature, defaults, default factories and
+    `__post_init__`; the instances stay frozen (assignment still raises). Apply it above
+    `@dataclass`, so it sees the finished class."""
+    slotted = "__slots__" in cls.__dict__
+    env: dict[str, Any] = {"_FACTORY": _FACTORY}
+    params, body = [], []
+    for index, spec in enumerate(fields(cls)):  # type: ignore[arg-type]
+        name = spec.name
+        if spec.default is not MISSING:
+            env[f"_default{index}"] = spec.default
+            params.append(f"{name}=_default{index}")
+        elif spec.default_factory is not MISSING:
+            env[f"_factory{index}"] = spec.default_factory
+            params.append(f"{name}=_FACTORY")
+            body.append(f"if {name} is _FACTORY: {name} = _factory{index}()")
+        else:
+            params.append(name)
+        if slotted:
+            env[f"_set{index}"] = cls.__dict__[name].__set__
+            body.append(f"_set{index}(self, {name})")
+        else:
+            body.append(f"values[{name!r}] = {name}")
+    if not slotted:
+        body.insert(0, "values = self.__dict__")
+    if hasattr(cls, "__post_init__"):
+        body.append("self.__post_init__()")
+    source = f"def __init__(self, {', '.join(params)}):\n    " + "\n    ".join(body)
+    exec(source, env)  # our own field names, as dataclasses itself does
+    init = env["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
+
 
 # The five synchronised fields, in display order.
 FIELDS: tuple[str, ...] = ("name", "status", "priority", "due_date", "details")
@@ -56,6 +110,7 @@ class Side(StrEnum):
         return "Sales Connect" if self is Side.SALESCONNECT else "Salesforce"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Task:
     """The five synchronised fields in canonical form.
@@ -91,6 +146,7 @@ class Task:
         return {name: getattr(self, name) for name in FIELDS}
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SideTask:
     """One task as one service reported it, already mapped to canonical fields.
@@ -127,6 +183,7 @@ class Note(StrEnum):
     TRUNCATED = "truncated"  # the value was cut to fit Salesforce
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Link:
     """A task pair (SC id, SF id) and the five fields as last synced (the base)."""
@@ -211,6 +268,7 @@ class ActionKind(StrEnum):
     UNLINK = "unlink"  # no remote write: drop a link whose tasks are gone on both sides
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Action:
     """One step of a plan.

@@ -26,7 +26,7 @@ from sync.mapping import (
     task_to_sc,
     task_to_sf,
 )
-from sync.model import SfPicklists, Side, SideTask, Task, frozen_map
+from sync.model import SfPicklists, Side, SideTask, Task, frozen_map, quick_init
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ async def converted_pages(
     return out
 
 
+@quick_init
 @dataclass(frozen=True)
 class WriteResult:
     """One record's outcome. `task` is the record as the service now holds it, when known."""

@@ -45,6 +45,7 @@ from sync.connectors.http import (
     send,
 )
 from sync.connectors.salesforce_auth import SalesforceSession, clean_text
+from sync.model import quick_init
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class LimitInfo:
     max: int | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class RecordResult:
     """One record's outcome in a collection call; `errors` are Salesforce's error dicts."""

@@ -87,3 +87,37 @@ def test_days_are_read_alike_every_time_and_bad_ones_always_refused() -> None:
                 parse_date(bad)
     with pytest.raises(ValueError):
         parse_date(20261201)
+
+
+def test_quick_init_builds_what_the_generated_init_builds() -> None:
+    """Defaults, factories, positional and keyword arguments, `__post_init__`: the same
+    values as the dataclass's own `__init__`, and the instance stays frozen and hashable."""
+    import dataclasses
+    from types import MappingProxyType
+
+    from sync.model import Link, Side, SideTask, quick_init
+    from sync.sides import WriteResult
+
+    task = Task("Call Ada", due_date=date(2026, 12, 1))
+    assert dataclasses.astuple(task) == ("Call Ada", "open", "normal", date(2026, 12, 1), "")
+    seen = SideTask(Side.SALESFORCE, "00T1", task, version="v2")
+    assert (seen.raw, seen.problems, seen.in_scope, seen.created_at) == ({}, {}, True, None)
+    link = Link("sc-1", "00T1", task, notes={"name": "truncated"})
+    assert type(link.notes) is MappingProxyType  # __post_init__ ran
+    assert WriteResult(True, "00T1").notes == {}  # a class without slots
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.name = "changed"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Task()  # type: ignore[call-arg]  # a required field is still required
+    assert hash(task) == hash(Task("Call Ada", "open", "normal", date(2026, 12, 1)))
+
+    @quick_init
+    @dataclasses.dataclass(frozen=True)
+    class Sample:
+        a: int
+        b: list[int] = dataclasses.field(default_factory=list)
+        c: str = "c"
+
+    first, second = Sample(1), Sample(2, c="x")
+    assert (first.a, first.b, first.c, second.c) == (1, [], "c", "x")
+    assert first.b is not Sample(1).b  # a fresh default from the factory each time
