@@ -248,8 +248,13 @@ def _encode_piece(items: list[tuple[str, Any]]) -> bytes:
     for doc_id, doc in items:
         if parts:
             parts.append(b",")
-        parts.append(serialise(doc_id))
-        parts.append(b":")
+        # A TinyDB document id is a number as text: quoted as it is, not through the encoder
+        # (a call per document, every save: 35,000 of them at 10,000 links).
+        parts.append(
+            b'"%s":' % doc_id.encode()
+            if doc_id.isascii() and doc_id.isdigit()
+            else serialise(doc_id) + b":"
+        )
         parts.append(doc if isinstance(doc, bytes) else serialise(doc))
     return b"".join(parts)
 

@@ -933,8 +933,13 @@ def test_a_streamed_save_is_exactly_the_compact_json_text(tmp_path: Path) -> Non
             for i in range(storage.DOCS_PER_PIECE * 2 + 7)
         },
         "encoded": {  # documents kept as their JSON text are written as they are
-            str(i): storage.encode_document({"id": f"t{i}", "name": f"Zoë {i}"})
-            for i in range(storage.DOCS_PER_PIECE + 3)
+            **{
+                str(i): storage.encode_document({"id": f"t{i}", "name": f"Zoë {i}"})
+                for i in range(storage.DOCS_PER_PIECE + 3)
+            },
+            # ids that are not plain numbers are quoted by the encoder, not as they are
+            'sales"force': storage.encode_document({"id": "q"}),
+            "²": storage.encode_document({"id": "superscript two"}),
         },
     }
     out = tmp_path / "streamed.json"
