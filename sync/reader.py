@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -78,10 +78,13 @@ async def read_salesconnect(
     linked_ids: Sequence[str],
     extra_ids: Iterable[str],
     now: datetime,
+    seen: Callable[[SideTask], None] | None = None,
 ) -> SideRead:
+    """`seen`: called with each changed task the read keeps, as its page is converted (see
+    `converted_pages`); not with the tasks read directly afterwards."""
     read = SideRead(Side.SALESCONNECT, watermark=watermark)
     since = parse_timestamp(watermark) if watermark else None
-    changed = await side.changed(since)
+    changed = await side.changed(since, seen=seen)
     read.add(changed)
     await asyncio.sleep(0)  # 10,000 tasks at an import: the dashboard's turn between steps
     read.raise_watermark(_newest_sc_stamp(changed))
@@ -113,13 +116,16 @@ async def read_salesforce(
     extra_ids: Iterable[str],
     now: datetime,
     floor: datetime,
+    seen: Callable[[SideTask], None] | None = None,
 ) -> SideRead:
-    """`floor`: where to start without a watermark (the first sync's import window)."""
+    """`floor`: where to start without a watermark (the first sync's import window).
+    `seen`: as for `read_salesconnect` (the deleted-records tombstones and the direct reads
+    are not seen)."""
     read = SideRead(Side.SALESFORCE, watermark=watermark)
     since = parse_timestamp(watermark) if watermark else None
     if since is None:
         since = floor - FIRST_READ_MARGIN  # first sync: only recent changes are candidates
-    changed = await side.changed(since)
+    changed = await side.changed(since, seen=seen)
     read.add(changed)
     await asyncio.sleep(0)
     read.raise_watermark(t.version for t in changed)

@@ -45,13 +45,18 @@ async def converted_pages(
     convert: Callable[[Mapping[str, Any]], SideTask],
     *,
     replaces: Callable[[Mapping[str, Any], SideTask], bool] | None = None,
+    seen: Callable[[SideTask], None] | None = None,
 ) -> list[SideTask]:
     """Each page's records converted as the page comes (yielding to the event loop every
     YIELD_EVERY records), so a big read never holds every raw record at once, only the tasks
     (a third of their size).
 
     `replaces(raw, task)`: given, each id is kept once, where it was first seen; a later record
-    of it replaces the task there when `replaces` says so (Sales Connect: a higher version)."""
+    of it replaces the task there when `replaces` says so (Sales Connect: a higher version).
+
+    `seen(task)`: given, called with each task as it is kept (placed, or replacing an older
+    one), while the next page's request is in flight: the engine records the task then
+    instead of in a pass of its own after the read. Of one id, the last call is the task kept."""
     out: list[SideTask] = []
     where: dict[str, int] = {}
     count = 0
@@ -60,6 +65,7 @@ async def converted_pages(
             for raw in page:
                 count += 1
                 task = convert(raw)
+                kept = True
                 if replaces is None:
                     out.append(task)
                 elif (at := where.get(task.id)) is None:
@@ -67,6 +73,10 @@ async def converted_pages(
                     out.append(task)
                 elif replaces(raw, out[at]):
                     out[at] = task
+                else:
+                    kept = False  # an older copy than the one kept
+                if kept and seen is not None:
+                    seen(task)
                 if count % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
     return out
@@ -163,13 +173,16 @@ class SalesConnectSide:
     def to_side_task(self, raw: Mapping[str, Any]) -> SideTask:
         return sc_to_side_task(raw, self.user_id)
 
-    async def changed(self, since: datetime | None) -> list[SideTask]:
+    async def changed(
+        self, since: datetime | None, *, seen: Callable[[SideTask], None] | None = None
+    ) -> list[SideTask]:
         """Each changed task once, at the highest version read (a task that changed while
-        the pages were read comes twice)."""
+        the pages were read comes twice). `seen`: see `converted_pages`."""
         return await converted_pages(
             self.client.changed_task_pages(since),
             self.to_side_task,
             replaces=lambda raw, known: raw["version"] >= int(known.version),
+            seen=seen,
         )
 
     async def fetch(self, ids: Sequence[str]) -> dict[str, SideTask | None]:
@@ -272,10 +285,13 @@ class SalesforceSide:
     def to_side_task(self, raw: Mapping[str, Any]) -> SideTask:
         return sf_to_side_task(raw, self.user_id, self.picklists)
 
-    async def changed(self, since: datetime | None) -> list[SideTask]:
+    async def changed(
+        self, since: datetime | None, *, seen: Callable[[SideTask], None] | None = None
+    ) -> list[SideTask]:
+        """Every changed record in the order read (`seen`: see `converted_pages`)."""
         assert self.user_id is not None, "connect() first"
         return await converted_pages(
-            self.client.changed_task_pages(self.user_id, since), self.to_side_task
+            self.client.changed_task_pages(self.user_id, since), self.to_side_task, seen=seen
         )
 
     async def deleted(self, start: datetime, end: datetime) -> tuple[list[SideTask], datetime]:
