@@ -362,6 +362,9 @@ async def _pause(seconds: float, error: ServiceError, attempt: int) -> None:
 Page = TypeVar("Page")
 
 
+TURNS_TO_SEND = 3  # turns of the event loop httpx takes to put a request on the wire
+
+
 async def read_ahead(
     first: Awaitable[Page], call_after: Callable[[Page], Awaitable[Page] | None]
 ) -> AsyncGenerator[Page, None]:
@@ -387,6 +390,13 @@ async def read_ahead(
                 raise error from None
             if following is not None:
                 pending = asyncio.ensure_future(following)
+                # The request goes out now, before the caller starts on this page: otherwise
+                # it leaves at the caller's first yield, and the service builds the next page
+                # after the caller's work on this one, not beside it. httpx writes a request
+                # in its third turn of the loop (pool, connection, stream); the test of this
+                # (`the_next_page_is_asked_for_before_the_caller_gets_the_page`) counts them.
+                for _ in range(TURNS_TO_SEND):
+                    await asyncio.sleep(0)
             yield page
     finally:
         if pending is not None:

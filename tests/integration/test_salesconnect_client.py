@@ -113,6 +113,22 @@ async def test_the_next_page_is_on_its_way_while_the_caller_works_on_one(
     assert len(api_requests(emulator, "/tasks")) == 3
 
 
+async def test_the_next_page_is_asked_for_before_the_caller_gets_the_page(
+    client: Any, emulator: Any
+) -> None:
+    """The caller converting a page without yielding (its CPU work) overlaps the service
+    building the next page: the request went out before the page was handed over."""
+    import time
+
+    for n in range(120):
+        emulator.add_task(name=f"task {n}", created_at=BASE + timedelta(seconds=n))
+    asked_by_then: list[int] = []
+    async for _page in client.changed_task_pages(None):
+        time.sleep(0.3)  # work on the page that never gives the event loop a turn
+        asked_by_then.append(len(api_requests(emulator, "/tasks")))
+    assert asked_by_then == [2, 3, 3]  # pages 2 and 3 asked for while 1 and 2 were worked on
+
+
 async def test_a_caller_that_stops_early_leaves_no_request_behind(
     server: RunningServer, client: Any, emulator: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
