@@ -82,6 +82,9 @@ async def converted_pages(
     return out
 
 
+_TASK_TYPE = {"attributes": {"type": "Task"}}  # as the client types a record it sends
+
+
 @quick_init
 @dataclass(frozen=True)
 class WriteResult:
@@ -327,21 +330,24 @@ class SalesforceSide:
 
     def _record(self, task_fields: Mapping[str, Any]) -> tuple[dict, Mapping[str, str]]:
         write = task_to_sf(task_fields, self.picklists)
-        return dict(write.record), write.notes
+        return write.record, write.notes  # a fresh dict per call: nobody else holds it
 
     async def create(self, items: Sequence[tuple[str, Task]]) -> list[WriteResult]:
         records, notes = [], []
+        picklists = self.picklists
+        defaults = {"Status": picklists.open_status, "Priority": picklists.normal_priority}
+        defaults = {k: v for k, v in defaults.items() if v is not None}
         for key, task in items:
-            record, note = self._record(task.as_dict())
+            fields, note = self._record(task.as_dict())
+            # Typed here (the client sends a record that has its type as it is), the
+            # picklist defaults first: one dict per record, not three.
+            record = {**_TASK_TYPE, **defaults}
+            record.update((k, v) for k, v in fields.items() if v is not None or k == "ActivityDate")
             if self.external_id_field:
                 record[self.external_id_field] = key
-            record.setdefault("Status", self.picklists.open_status)
-            record.setdefault("Priority", self.picklists.normal_priority)
             if self.user_id:
                 record["OwnerId"] = self.user_id
-            records.append(
-                {k: v for k, v in record.items() if v is not None or k == "ActivityDate"}
-            )
+            records.append(record)
             notes.append(note)
         # No yield between building the records and sending them: the writer starts this call
         # and goes on to record the batch before; the call must be on its way by then.

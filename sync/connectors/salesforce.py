@@ -810,7 +810,12 @@ def _replication_date(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
+_TASK_ATTRIBUTES = {"type": "Task"}
+
+
 def _with_type(record: dict[str, Any]) -> dict[str, Any]:
+    if record.get("attributes") == _TASK_ATTRIBUTES:
+        return record  # typed by the caller already (`SalesforceSide.create`): no copy
     return {
         "attributes": {"type": "Task"},
         **{k: v for k, v in record.items() if k != "attributes"},
