@@ -524,7 +524,7 @@ class _KeyedTable(Generic[T]):
         *,
         encoded: bool = False,
     ) -> None:
-        """`encoded`: keep each document as its JSON text (`encode_document`), not as a dict: a
+        """`encoded`: keep each document as its JSON text (`EncodedJSON`), not as a dict: a
         third of the memory for a big table nobody reads through TinyDB (the links; the task
         cache does the same, see `_TaskCache`), and a save encodes nothing again. A document
         holding a value that cannot be saved is kept as it is, and the next save refuses it, as
