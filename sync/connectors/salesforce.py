@@ -571,10 +571,14 @@ class SalesforceClient:
         newest: datetime | None = None
         newest_stamp: str | None = None
         page: list[dict[str, Any]] = []
+        last_stamp: Any = None
+        last_when: datetime | None = None
         async with aclosing(self._pages("queryAll", soql, note_time)) as records:
             async for record in records:
                 stamp = record.get("SystemModstamp")
-                when = _parse_stamp(stamp)
+                if stamp != last_stamp:  # in stamp order: a run of one stamp is parsed once
+                    last_stamp, last_when = stamp, _parse_stamp(stamp)
+                when = last_when
                 if when is not None and (newest is None or when > newest):
                     newest, newest_stamp = when, stamp
                 page.append(record)

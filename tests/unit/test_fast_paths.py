@@ -121,3 +121,19 @@ def test_quick_init_builds_what_the_generated_init_builds() -> None:
     first, second = Sample(1), Sample(2, c="x")
     assert (first.a, first.b, first.c, second.c) == (1, [], "c", "x")
     assert first.b is not Sample(1).b  # a fresh default from the factory each time
+
+
+def test_a_timestamp_parsed_again_is_the_same_time_and_others_are_not_confused() -> None:
+    """The last parse is kept (a batch's records share their times): what comes back is
+    always the parse of the text given, whatever came before."""
+    from sync.mapping import parse_timestamp
+
+    stamp = "2026-11-30T10:00:00.000+0000"
+    first = parse_timestamp(stamp)
+    assert first == datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    assert parse_timestamp(stamp) == first
+    assert parse_timestamp(None) is None  # after a kept parse, a missing value is still None
+    assert parse_timestamp("not a time") is None
+    assert parse_timestamp("2026-11-30T10:00:00") == first  # no offset: UTC
+    assert parse_timestamp("2026-11-30T11:00:00+01:00") == first
+    assert parse_timestamp("2026-11-30T11:00:00.000+0000") == first + timedelta(hours=1)
