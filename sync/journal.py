@@ -407,12 +407,6 @@ class Journal:
             with contextlib.suppress(StateWriteError):
                 self._compact()
 
-    def _set_live(self, key: str, size: int | None) -> None:
-        self._live_total -= self._live_bytes.pop(key, 0)
-        if size is not None:
-            self._live_bytes[key] = size
-            self._live_total += size
-
     # ------------------------------------------------------------ recording
 
     def record_intents(
@@ -553,9 +547,10 @@ class Journal:
         if not gone:
             return
         self._write_event("discard", serialise(gone), dict)
+        known, live = self._intents, self._live_bytes
         for key in gone:
-            del self._intents[key]
-            self._set_live(key, None)
+            del known[key]
+            self._live_total -= live.pop(key, 0)
         self._maybe_compact()
 
     def discard(self, key: str) -> None:
