@@ -211,6 +211,10 @@ class RowCache:
         self._dirty_sc: set[str] = set()
         self._dirty_sf: set[str] = set()
 
+    @property
+    def is_built(self) -> bool:
+        return self._rows is not None
+
     def reset(self) -> None:
         self._rows = None
         self._dirty_sc.clear()

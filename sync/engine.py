@@ -557,10 +557,13 @@ class SyncEngine:
         # The dashboard rows of what was read: marked by task id (no key to parse), and the
         # keys the screen wants worked out on a worker thread (an import's 10,000 index lookups
         # and these marks held the loop for ~20 ms in one step).
-        self._rows.touch(sc_ids=reads[Side.SALESCONNECT].tasks, sf_ids=reads[Side.SALESFORCE].tasks)
-        keys = await asyncio.to_thread(self._keys_of, reads)
-        self._bus.emit(TasksChanged(tuple(keys)))
-        await asyncio.sleep(0)
+        if self._rows_wanted():
+            self._rows.touch(
+                sc_ids=reads[Side.SALESCONNECT].tasks, sf_ids=reads[Side.SALESFORCE].tasks
+            )
+            keys = await asyncio.to_thread(self._keys_of, reads)
+            self._bus.emit(TasksChanged(tuple(keys)))
+            await asyncio.sleep(0)
 
         self._set_phase(run_id, "write", 0, len(the_plan.writes))
         writer = PlanWriter(
@@ -574,6 +577,7 @@ class SyncEngine:
             saver=self._saver,
             progress=lambda done, total: self._set_phase(run_id, "write", done, total),
             changed=lambda keys: self._emit(TasksChanged(tuple(sorted(keys)))),
+            rows_wanted=self._rows_wanted,
         )
         tally = await writer.execute(the_plan.actions)
         if any(
@@ -975,6 +979,12 @@ class SyncEngine:
             is None
         }
         _save_skips(self.store, self._skips)
+
+    def _rows_wanted(self) -> bool:
+        """Anyone keeps the dashboard rows or listens for changed ones. Neither (a headless
+        `sync`): the row keys of what a run read and wrote are not worked out at all (an
+        import's 10,000 of each); rows built later are built from the state as it is then."""
+        return self._rows.is_built or self._bus.listening
 
     def _keys_of(self, reads: dict[Side, SideRead]) -> set[str]:
         keys: set[str] = set()

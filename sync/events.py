@@ -190,6 +190,10 @@ class EventBus:
 
         return unsubscribe
 
+    @property
+    def listening(self) -> bool:
+        return bool(self._listeners)
+
     def emit(self, event: Event) -> None:
         for listener in list(self._listeners):
             try:

@@ -225,9 +225,12 @@ class PlanWriter:
         saver: StateSaver,
         progress: Callable[[int, int], None] = lambda done, total: None,
         changed: Callable[[set[str]], None] = lambda keys: None,
+        rows_wanted: Callable[[], bool] = lambda: True,
     ) -> None:
         """`changed` hears the dashboard row keys each batch changed (in memory; the state is
-        saved by `saver`: checkpoints here, the run's one save by the engine)."""
+        saved by `saver`: checkpoints here, the run's one save by the engine), while
+        `rows_wanted()` says anyone keeps rows or listens (a headless `sync` does neither: an
+        import's 10,000 created tasks then make no keys)."""
         self.store = store
         self.journal = journal
         self.saver = saver
@@ -237,6 +240,7 @@ class PlanWriter:
         self.now = now
         self.progress = progress
         self.changed = changed
+        self.rows_wanted = rows_wanted
         self.tally = WriteTally()
         self._done = 0
         self._total = 0
@@ -570,7 +574,8 @@ class PlanWriter:
             after=intent.fields,
             at=now,
         )
-        self._pending_keys |= _row_keys(sc_id, sf_id)
+        if self.rows_wanted():
+            self._pending_keys |= _row_keys(sc_id, sf_id)
 
     # -- deletes -----------------------------------------------------------------------------
 

@@ -251,3 +251,32 @@ async def test_closing_the_engine_during_a_requested_run_lets_the_run_finish(
     later = make_engine()
     assert {link.sf_id for link in later.store.links().values()} == set(ids)
     assert len(sc.tasks()) == 30  # created once, and the links were saved
+
+
+async def test_a_headless_run_works_out_no_row_keys_and_rows_asked_later_are_right(
+    sf, sc, clock, engine, monkeypatch
+) -> None:
+    """Nobody listens and no rows were built (a `reminder-sync sync`): the run makes no row
+    keys; rows asked for afterwards show what it did. Then a listener hears every row the
+    next run changes."""
+    made: list[int] = []
+    keys_of = engine._keys_of
+    monkeypatch.setattr(engine, "_keys_of", lambda reads: made.append(1) or keys_of(reads))
+    await first_sync(engine)
+    clock.shift(minutes=1)
+    sc_id = sc.create_task(name="Call Ada")
+    await engine.run_once()
+    assert made == []
+    [row] = engine.rows()  # built now, from the state the run left
+    assert row.state is RowState.IN_SYNC and row.sc.id == sc_id and row.sf is not None
+
+    clock.shift(minutes=1)
+    second = sc.create_task(name="Call Grace")
+    seen: list[Any] = []
+    unsubscribe = engine.subscribe(seen.append)
+    await engine.run_once()
+    unsubscribe()
+    announced = {key for e in seen if isinstance(e, events.TasksChanged) for key in e.keys}
+    sf_id = engine.store.link_by_sc(second).sf_id
+    assert f"{second}|{sf_id}" in announced
+    assert {r.sc.id for r in engine.rows() if r.state is RowState.IN_SYNC} == {sc_id, second}
