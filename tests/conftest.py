@@ -389,18 +389,26 @@ async def connect_both(
     )
 
 
-async def enabled_home(
-    home: Path, secrets: Any, sf: SalesforceHandle, sc: SalesConnectHandle
-) -> None:
-    """`connect_both`, then `enable`, in this process (setup for a process under test)."""
+async def enable_sync(home: Path, secrets: Any, clock: SharedClock | None = None) -> None:
+    """`reminder-sync enable` on a connected home, without a first run; with `clock`, on its
+    time, then a second later (what is made afterwards is new since sync was on)."""
     from sync.engine import build_engine
 
-    await connect_both(home, secrets, sf, sc)
-    engine = build_engine(home, secrets)
+    engine = build_engine(home, secrets, **({"clock": clock.now} if clock else {}))
     try:
         await engine.set_enabled(True, start=False)
     finally:
         await engine.aclose()
+    if clock is not None:
+        clock.shift(seconds=1)
+
+
+async def enabled_home(
+    home: Path, secrets: Any, sf: SalesforceHandle, sc: SalesConnectHandle
+) -> None:
+    """`connect_both`, then `enable`, in this process (setup for a process under test)."""
+    await connect_both(home, secrets, sf, sc)
+    await enable_sync(home, secrets)
 
 
 @pytest.fixture

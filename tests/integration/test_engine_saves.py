@@ -20,6 +20,7 @@ from sync.engine import build_engine
 from sync.events import Outcome
 from sync.journal import Journal
 from sync.storage import backup_path
+from tests.conftest import enable_sync
 
 
 async def run_with_saves_watched(
@@ -61,19 +62,10 @@ def journal_entries(home: Path) -> dict[str, bool]:
         return {intent.key: intent.saved for intent in journal.pending()}
 
 
-async def enable(home: Path, secrets: Any, clock: Any) -> None:
-    engine = build_engine(home, secrets, clock=clock.now)
-    try:
-        await engine.set_enabled(True, start=False)
-    finally:
-        await engine.aclose()
-    clock.shift(seconds=1)
-
-
 async def test_a_run_that_writes_saves_once_and_the_next_run_trims_its_journal(
     sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any
 ) -> None:
-    await enable(connected_home, secrets, clock)
+    await enable_sync(connected_home, secrets, clock)
     for n in range(3):
         sf.create_task(Subject=f"Call {n}")
     sc.create_task(name="Send the quote")
@@ -98,7 +90,7 @@ async def test_restoring_the_bak_after_a_run_loses_no_link_and_makes_no_duplicat
 ) -> None:
     """The run's one save leaves the new links out of the `.bak`: the journal still holds
     them, so a user who restores the `.bak` gets them back instead of a second copy."""
-    await enable(connected_home, secrets, clock)
+    await enable_sync(connected_home, secrets, clock)
     for n in range(3):
         sf.create_task(Subject=f"Visit {n}")
     await run_in_a_new_engine(connected_home, secrets, clock)
@@ -171,7 +163,7 @@ async def test_a_create_the_state_already_settled_is_not_linked_again_from_the_j
     disk, so the state is the authority and recovery must not bring the link back."""
     from sync.journal import IntentSpec
 
-    await enable(connected_home, secrets, clock)
+    await enable_sync(connected_home, secrets, clock)
     sf_id = sf.create_task(Subject="Visit 9")
     await run_in_a_new_engine(connected_home, secrets, clock)
     with Journal.open(paths.journal_file(connected_home)) as journal:
@@ -207,7 +199,7 @@ async def test_a_long_import_checkpoints_between_batches_never_after_the_last(
     import sync.writer
 
     monkeypatch.setattr(sync.writer, "BATCH_SIZE", 2)
-    await enable(connected_home, secrets, clock)
+    await enable_sync(connected_home, secrets, clock)
     for n in range(5):  # three batches of creates
         sc.create_task(name=f"Quote {n}")
     # max_waiting=1: a checkpoint is due after every batch
@@ -230,7 +222,7 @@ async def test_the_next_batch_of_creates_is_sent_before_the_last_one_is_recorded
     import sync.writer
 
     monkeypatch.setattr(sync.writer, "BATCH_SIZE", 2)
-    await enable(connected_home, secrets, clock)
+    await enable_sync(connected_home, secrets, clock)
     for n in range(5):  # three batches of creates
         sc.create_task(name=f"Quote {n}")
     # Each answer takes 0.2 s (as over a WAN): no batch is back before the next one is sent.
@@ -264,7 +256,7 @@ async def test_a_limit_hit_while_the_next_batch_is_on_its_way_loses_and_doubles_
     import sync.writer
 
     monkeypatch.setattr(sync.writer, "BATCH_SIZE", 2)
-    await enable(connected_home, secrets, clock)
+    await enable_sync(connected_home, secrets, clock)
     for n in range(5):
         sc.create_task(name=f"Quote {n}")
     sf.faults(kinds=["limit"], path_contains="/composite/sobjects", count=1)
@@ -291,7 +283,7 @@ async def test_a_run_collects_garbage_less_often_and_puts_the_thresholds_back(
     from sync.engine import RUN_GC_THRESHOLD
     from sync.events import SyncProgress
 
-    await enable(connected_home, secrets, clock)
+    await enable_sync(connected_home, secrets, clock)
     sc.create_task(name="Send the quote")
     before = gc.get_threshold()
     gc.set_threshold(700, 10, 10)
@@ -315,7 +307,7 @@ async def test_reading_back_its_own_creates_rewrites_no_link(
 ) -> None:
     """Salesforce writes name no version, so an SF read leaves the links as they are; a Sales
     Connect read still moves a link's SC version on (the If-Match of the next write)."""
-    await enable(connected_home, secrets, clock)
+    await enable_sync(connected_home, secrets, clock)
     sc_id = sc.create_task(name="Send the quote")
     engine = build_engine(connected_home, secrets, clock=clock.now)
     try:

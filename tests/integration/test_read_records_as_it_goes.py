@@ -16,18 +16,10 @@ from sync.engine import build_engine
 from sync.events import Event, Outcome, SyncProgress
 from sync.model import Side, SideTask
 from sync.sides import SalesConnectSide
+from tests.conftest import enable_sync
 
 SC, SF = Side.SALESCONNECT, Side.SALESFORCE
 PAGE = 5  # Sales Connect tasks per listing page in these tests
-
-
-async def enable(home: Path, secrets: Any, clock: Any) -> None:
-    engine = build_engine(home, secrets, clock=clock.now)
-    try:
-        await engine.set_enabled(True, start=False)
-    finally:
-        await engine.aclose()
-    clock.shift(seconds=1)
 
 
 class SmallPages(httpx.AsyncHTTPTransport):
@@ -81,7 +73,7 @@ def names(tasks: dict[str, SideTask]) -> dict[str, str]:
 async def test_the_cache_holds_each_task_read_and_of_one_read_twice_the_newest(
     sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any
 ) -> None:
-    await enable(connected_home, secrets, clock)
+    await enable_sync(connected_home, secrets, clock)
     sc_ids = [sc.create_task(name=f"Quote {n}") for n in range(12)]
     sf_ids = [sf.create_task(Subject=f"Call {n}") for n in range(3)]
     edited = sc_ids[0]  # the oldest change: on the first page
@@ -128,7 +120,7 @@ async def test_the_cache_holds_each_task_read_and_of_one_read_twice_the_newest(
 async def test_a_dry_run_leaves_the_cache_as_it_was(
     sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any
 ) -> None:
-    await enable(connected_home, secrets, clock)
+    await enable_sync(connected_home, secrets, clock)
     sc_id = sc.create_task(name="Send the quote")
     sf_id = sf.create_task(Subject="Call the customer")
     engine = build_engine(connected_home, secrets, clock=clock.now)
@@ -161,7 +153,7 @@ async def test_tasks_are_cached_during_the_read_before_planning(
     """Sales Connect is read first, then Salesforce's changes, then its deleted records: when
     Salesforce is asked, the Sales Connect tasks read are cached already, and when its deleted
     records are asked for, so are the Salesforce tasks read (the old pass came after planning)."""
-    await enable(connected_home, secrets, clock)
+    await enable_sync(connected_home, secrets, clock)
     sc_ids = [sc.create_task(name=f"Quote {n}") for n in range(3)]
     sf_ids = [sf.create_task(Subject=f"Call {n}") for n in range(3)]
     engine = build_engine(connected_home, secrets, clock=clock.now)
@@ -210,7 +202,7 @@ async def test_a_linked_task_deleted_between_pages_is_cached_as_before_the_run_d
 ) -> None:
     """Read alive on the first page, then as a tombstone: the put of the live copy is taken
     back, so the deleted copy is made from the one cached before the run, as it always was."""
-    await enable(connected_home, secrets, clock)
+    await enable_sync(connected_home, secrets, clock)
     sc_ids = [sc.create_task(name=f"Quote {n}") for n in range(12)]
     engine = build_engine(connected_home, secrets, clock=clock.now)
     try:
@@ -247,7 +239,7 @@ async def test_a_linked_task_deleted_between_pages_is_cached_as_before_the_run_d
 async def test_a_read_that_fails_part_way_leaves_its_first_pages_cached_and_the_next_run_whole(
     sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any
 ) -> None:
-    await enable(connected_home, secrets, clock)
+    await enable_sync(connected_home, secrets, clock)
     sc_ids = [sc.create_task(name=f"Quote {n}") for n in range(12)]
     pages = SmallPages(fail_page=2)
     engine = build_engine(
