@@ -76,7 +76,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from sync import jsoncodec, paths
@@ -160,62 +159,6 @@ class Intent:
         return self.remote_id is not None
 
 
-def _to_json(
-    intent: Intent,
-    times: dict[datetime, str] | None = None,
-    payload: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """An intent's snapshot document; what is unset is left out (`_from_json` defaults it).
-    `times`: times already written out (a batch shares one; `isoformat` of an aware time is
-    a good part of the cost of a small intent). `payload`: the intent's payload as a dict the
-    caller owns and will not change (saves a copy)."""
-    times = {} if times is None else times
-    created = times.get(intent.created_at) or times.setdefault(
-        intent.created_at, intent.created_at.isoformat()
-    )
-    doc = {
-        "key": intent.key,
-        "kind": intent.kind._value_,  # not `.value`: an enum property is a slow read
-        "side": intent.side._value_,
-        "payload": dict(intent.payload) if payload is None else payload,
-        "created_at": created,
-    }
-    if intent.run_id:
-        doc["run_id"] = intent.run_id
-    if intent.remote_id is not None:
-        doc["remote_id"] = intent.remote_id
-    if intent.confirmed_at is not None:
-        at = intent.confirmed_at
-        doc["confirmed_at"] = times.get(at) or times.setdefault(at, at.isoformat())
-    if intent.saved:
-        doc["saved"] = intent.saved
-    return doc
-
-
-def _evolve(intent: Intent, **changes: Any) -> Intent:
-    """`dataclasses.replace` for an intent, without its per-call cost (runs for every create
-    confirmed and every outcome saved; the fields are plain values, nothing to validate)."""
-    new = object.__new__(Intent)
-    new.__dict__.update(intent.__dict__)
-    new.__dict__.update(changes)
-    return new
-
-
-# Every field at its default: what `_recorded` starts from.
-_BLANK = Intent("", IntentKind.CREATE, Side.SALESFORCE, frozen_map(), datetime.min)
-
-
-def _recorded(
-    key: str, kind: IntentKind, side: Side, payload: Mapping[str, Any], at: datetime, run_id: str
-) -> Intent:
-    """A newly recorded intent, made by `_evolve` from `_BLANK` (the generated `__init__` of a
-    frozen dataclass sets each field through `object.__setattr__`: a third of recording a
-    10,000-task import's intents); a field added later starts at its default here too."""
-    return _evolve(
-        _BLANK, key=key, kind=kind, side=side, payload=payload, created_at=at, run_id=run_id
-    )
-
-
 def _from_json(doc: Mapping[str, Any]) -> Intent:
     confirmed_at = doc.get("confirmed_at")
     return Intent(
@@ -267,14 +210,29 @@ def _parse_line(path: Path, line: bytes, number: int) -> Any:
         raise _damaged(path, problem) from None
 
 
+# In memory, each intent is kept as its snapshot document, as a compaction writes it: "key",
+# "kind", "side", "payload", "created_at" (ISO 8601), and once set "run_id", "remote_id",
+# "confirmed_at", "saved" (what is unset is left out; `_from_json` defaults it). A batch call
+# changes a key or two of each document it names, and an `Intent` is made only when asked
+# for (`pending`, `get`): making and re-making thousands per import was most of the journal's
+# cost.
+Docs = dict[str, dict[str, Any]]
+
+
 @dataclass
 class _Loaded:
-    intents: dict[str, Intent]
+    intents: Docs
     size: int  # bytes of the file that hold complete lines
     needs_compaction: bool  # an old-format file, or a cut-short last line to drop
 
 
-def _load_snapshot(path: Path, data: Any) -> dict[str, Intent]:
+def _checked(doc: Any) -> dict[str, Any]:
+    """A snapshot document that reads as an intent (ValueError, KeyError... if it does not)."""
+    _from_json(doc)
+    return doc
+
+
+def _load_snapshot(path: Path, data: Any) -> Docs:
     if not isinstance(data, dict) or not isinstance(data.get("intents"), list):
         raise _damaged(path, "is not a reminder-sync journal")
     version = data.get("version")
@@ -286,14 +244,13 @@ def _load_snapshot(path: Path, data: Any) -> dict[str, Intent]:
     intents = {}
     for doc in data["intents"]:
         try:
-            intent = _from_json(doc)
+            intents[doc["key"]] = _checked(doc)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise _damaged(path, f"holds an unreadable intent ({exc})") from None
-        intents[intent.key] = intent
     return intents
 
 
-def _replay(path: Path, intents: dict[str, Intent], event: Any, number: int) -> None:
+def _replay(path: Path, intents: Docs, event: Any, number: int) -> None:
     """Apply one logged batch call to `intents`; JournalError if it does not fit."""
     try:
         if not isinstance(event, dict) or len(event) != 1:
@@ -301,21 +258,19 @@ def _replay(path: Path, intents: dict[str, Intent], event: Any, number: int) -> 
         [(op, items)] = event.items()
         if op == "record":
             for doc in items:
-                intent = _from_json(doc)
-                if intent.key in intents:
-                    raise ValueError(f"intent {intent.key} recorded twice")
-                intents[intent.key] = intent
+                if _checked(doc)["key"] in intents:
+                    raise ValueError(f"intent {doc['key']} recorded twice")
+                intents[doc["key"]] = doc
         elif op == "confirm":
             for key, remote_id, at in items:
                 if key not in intents:
                     raise ValueError(f"confirms intent {key}, which is not in the journal")
-                intents[key] = _evolve(
-                    intents[key], remote_id=str(remote_id), confirmed_at=datetime.fromisoformat(at)
-                )
+                datetime.fromisoformat(at)  # a time, or the line is damaged
+                intents[key].update(remote_id=str(remote_id), confirmed_at=at)
         elif op == "saved":
             for key, generation in items:
                 if key in intents:
-                    intents[key] = _evolve(intents[key], saved=int(generation))
+                    intents[key]["saved"] = int(generation)
         elif op == "discard":
             for key in items:
                 intents.pop(key, None)
@@ -345,11 +300,11 @@ def _load(path: Path) -> _Loaded:
 class Journal:
     """The intents file. Every mutating call is on disk (fsync'd) when it returns."""
 
-    def __init__(self, path: Path, lock: ProcessLock, intents: dict[str, Intent]) -> None:
+    def __init__(self, path: Path, lock: ProcessLock, intents: Docs) -> None:
         self.path = path
         self._lock = lock
-        self._intents = intents  # insertion order = recording order
-        self._live_bytes = {key: len(serialise(_to_json(i))) for key, i in intents.items()}
+        self._intents = intents  # key -> snapshot document; insertion order = recording order
+        self._live_bytes = {key: len(serialise(doc)) for key, doc in intents.items()}
         self._live_total = sum(self._live_bytes.values())
         self._size = 0  # bytes in the file
         self._fd: int | None = None  # open for appending while the file exists
@@ -396,11 +351,10 @@ class Journal:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def _compact(self, intents: dict[str, Intent] | None = None) -> None:
+    def _compact(self, intents: Docs | None = None) -> None:
         """Rewrite the file as one snapshot of `intents` (default: the current ones)."""
         intents = self._intents if intents is None else intents
-        times: dict[datetime, str] = {}
-        parts = {key: serialise(_to_json(i, times)) for key, i in intents.items()}
+        parts = {key: serialise(doc) for key, doc in intents.items()}
         head = b'{"version":%d,"intents":[' % JOURNAL_VERSION
         payload = head + b",".join(parts.values()) + b"]}\n"
         atomic_write(self.path, payload)  # the previous file becomes the .bak
@@ -431,7 +385,7 @@ class Journal:
         self._size += len(payload)
         self.bytes_written += len(payload)
 
-    def _write_event(self, op: str, items: bytes, after: Callable[[], dict[str, Intent]]) -> None:
+    def _write_event(self, op: str, items: bytes, after: Callable[[], Docs]) -> None:
         """Write one batch call: `items` is the encoded list of the call's items (`after()` =
         the intents it leaves, if there is no file yet)."""
         if self._fd is None:
@@ -453,53 +407,68 @@ class Journal:
             with contextlib.suppress(StateWriteError):
                 self._compact()
 
-    def _set_live(self, key: str, size: int | None) -> None:
-        self._live_total -= self._live_bytes.pop(key, 0)
-        if size is not None:
-            self._live_bytes[key] = size
-            self._live_total += size
-
     # ------------------------------------------------------------ recording
 
     def record_intents(
         self, specs: Iterable[IntentSpec], *, now: datetime | None = None
     ) -> list[Intent]:
         """Record several intents with one write; they are on disk when this returns."""
-        at = now or datetime.now(UTC)
-        recorded: list[Intent] = []
-        docs: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        times = {at: at.isoformat()}
+        entries = []
         for spec in specs:
-            key = spec.key or new_correlation_key()
-            if key in self._intents or key in seen:
+            kind, side = spec.kind, spec.side
+            entries.append(
+                (
+                    spec.key or new_correlation_key(),
+                    kind if type(kind) is IntentKind else IntentKind(kind),
+                    side if type(side) is Side else Side(side),
+                    dict(spec.payload),  # our own copy
+                    spec.run_id,
+                )
+            )
+        docs = self.record_documents(entries, now=now)
+        return [_from_json(doc) for doc in docs]
+
+    def record_documents(
+        self,
+        entries: Iterable[tuple[str, IntentKind, Side, dict[str, Any], str]],
+        *,
+        now: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """`record_intents` for callers that build many: (key, kind, side, payload, run id)
+        per intent, the payload a dict the journal may keep (the caller lets go of it).
+        Returns the snapshot documents recorded (read-only)."""
+        at = (now or datetime.now(UTC)).isoformat()
+        docs: list[dict[str, Any]] = []
+        known = self._intents
+        seen: set[str] = set()
+        for key, kind, side, payload, run_id in entries:
+            if key in known or key in seen:
                 raise ValueError(f"correlation key {key} is already in the journal")
             seen.add(key)
-            kind, side = spec.kind, spec.side
-            payload = dict(spec.payload)  # our own copy: the intent's, and the line's
-            intent = _recorded(
-                key,
-                kind if type(kind) is IntentKind else IntentKind(kind),
-                side if type(side) is Side else Side(side),
-                MappingProxyType(payload) if payload else frozen_map(),
-                at,
-                spec.run_id,
-            )
-            docs.append(_to_json(intent, times, payload))
-            recorded.append(intent)
-        if not recorded:
-            return recorded
+            doc = {
+                "key": key,
+                "kind": kind._value_,  # not `.value`: an enum property is a slow read
+                "side": side._value_,
+                "payload": payload,
+                "created_at": at,
+            }
+            if run_id:
+                doc["run_id"] = run_id
+            docs.append(doc)
+        if not docs:
+            return docs
         # one encoding for the batch; refuses a secret or an unsavable value before any write
         items = serialise(docs)
-        self._write_event(
-            "record", items, lambda: {**self._intents, **{i.key: i for i in recorded}}
-        )
-        each = len(items) // len(recorded)  # what each adds to the file, near enough
-        for intent in recorded:
-            self._intents[intent.key] = intent
-            if self._fd is not None and intent.key not in self._live_bytes:
-                self._set_live(intent.key, each)
-        return recorded
+        self._write_event("record", items, lambda: {**known, **{d["key"]: d for d in docs}})
+        each = len(items) // len(docs)  # what each adds to the file, near enough
+        appended = self._fd is not None
+        live = self._live_bytes
+        for doc in docs:
+            known[doc["key"]] = doc
+            if appended and doc["key"] not in live:
+                live[doc["key"]] = each
+                self._live_total += each
+        return docs
 
     def record_intent(
         self,
@@ -518,44 +487,58 @@ class Journal:
         self, results: Iterable[tuple[str, str]], *, now: datetime | None = None
     ) -> None:
         """Record the remote ids of sent intents: (correlation key, remote id) pairs."""
-        at = now or datetime.now(UTC)
-        changed: dict[str, Intent] = {}
+        at_text = (now or datetime.now(UTC)).isoformat()
+        known = self._intents
         items: list[list[str]] = []
-        at_text = at.isoformat()
         for key, remote_id in results:
-            intent = changed.get(key) or self._intents.get(key)
-            if intent is None:
+            if key not in known:
                 raise KeyError(f"no intent {key} in the journal")
-            changed[key] = _evolve(intent, remote_id=remote_id, confirmed_at=at)
             items.append([key, remote_id, at_text])
         if not items:
             return
         body = serialise(items)  # one encoding for the batch
-        self._write_event("confirm", body, lambda: {**self._intents, **changed})
+
+        def after() -> Docs:
+            docs = {key: dict(doc) for key, doc in known.items()}
+            for key, remote_id, at in items:
+                docs[key].update(remote_id=remote_id, confirmed_at=at)
+            return docs
+
+        self._write_event("confirm", body, after)
         each = len(body) // len(items) + 1  # what each adds to the file, near enough
-        for key, intent in changed.items():
-            self._intents[key] = intent
-            self._set_live(key, self._live_bytes.get(key, 0) + each)
+        live = self._live_bytes
+        for key, remote_id, at in items:  # on disk: now in memory too
+            known[key].update(remote_id=remote_id, confirmed_at=at)
+            live[key] = live.get(key, 0) + each
+        self._live_total += each * len(items)
         self._maybe_compact()
 
     def confirm(self, key: str, remote_id: str) -> Intent:
         self.confirm_many([(key, remote_id)])
-        return self._intents[key]
+        return _from_json(self._intents[key])
 
     def mark_saved(self, keys: Iterable[str], generation: int) -> None:
         """Note that version `generation` of the state file holds these intents' outcome (one
         write; an intent keeps its first mark)."""
-        marked = [k for k in dict.fromkeys(keys) if k in self._intents]
-        marked = [k for k in marked if not self._intents[k].saved]
+        known = self._intents
+        marked = [k for k in dict.fromkeys(keys) if k in known and not known[k].get("saved")]
         if not marked:
             return
         body = serialise([[key, generation] for key in marked])
-        changed = {key: _evolve(self._intents[key], saved=generation) for key in marked}
-        self._write_event("saved", body, lambda: {**self._intents, **changed})
+
+        def after() -> Docs:
+            docs = {key: dict(doc) for key, doc in known.items()}
+            for key in marked:
+                docs[key]["saved"] = generation
+            return docs
+
+        self._write_event("saved", body, after)
         each = len(body) // len(marked) + 1
+        live = self._live_bytes
         for key in marked:
-            self._intents[key] = changed[key]
-            self._set_live(key, self._live_bytes.get(key, 0) + each)
+            known[key]["saved"] = generation
+            live[key] = live.get(key, 0) + each
+        self._live_total += each * len(marked)
         self._maybe_compact()
 
     def discard_many(self, keys: Iterable[str]) -> None:
@@ -564,9 +547,10 @@ class Journal:
         if not gone:
             return
         self._write_event("discard", serialise(gone), dict)
+        known, live = self._intents, self._live_bytes
         for key in gone:
-            del self._intents[key]
-            self._set_live(key, None)
+            del known[key]
+            self._live_total -= live.pop(key, 0)
         self._maybe_compact()
 
     def discard(self, key: str) -> None:
@@ -576,7 +560,7 @@ class Journal:
         """Drop confirmed intents; call once their outcome is saved in the store. Returns count.
 
         Compacts the file: what is left is the few intents whose outcome is still unknown."""
-        remaining = {key: i for key, i in self._intents.items() if not i.confirmed}
+        remaining = {k: d for k, d in self._intents.items() if d.get("remote_id") is None}
         dropped = len(self._intents) - len(remaining)
         if dropped:
             self._compact(remaining)
@@ -588,10 +572,16 @@ class Journal:
 
     def pending(self) -> list[Intent]:
         """Every intent still in the journal, oldest first (confirmed ones not yet trimmed too)."""
+        return [_from_json(doc) for doc in self._intents.values()]
+
+    def pending_documents(self) -> list[dict[str, Any]]:
+        """`pending` as the snapshot documents themselves (read-only; no `Intent` made): for
+        a caller that looks through thousands (after an import, until the next save)."""
         return list(self._intents.values())
 
     def get(self, key: str) -> Intent | None:
-        return self._intents.get(key)
+        doc = self._intents.get(key)
+        return None if doc is None else _from_json(doc)
 
     def __len__(self) -> int:
         return len(self._intents)

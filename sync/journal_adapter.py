@@ -18,7 +18,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sync.journal import IntentKind, IntentSpec, Journal
+from sync.journal import IntentKind, Journal
 from sync.model import Side, Task, quick_init
 from sync.store import task_from_json, task_to_json
 
@@ -58,9 +58,15 @@ class CreateIntent:
         when it differs from the fields sent (it rarely does: a cut for Salesforce keeps the
         full text in the base). `with_time=False`: without `created_at` (the journal's own
         record holds it)."""
+        doc = {"kind": "create", "key": self.key, **self.payload(with_time=with_time)}
+        if self.run_id:
+            doc["run_id"] = self.run_id
+        return doc
+
+    def payload(self, *, with_time: bool = True) -> dict[str, Any]:
+        """`to_json` without what the journal's own record of an intent holds (key, kind,
+        run)."""
         doc: dict[str, Any] = {
-            "kind": "create",
-            "key": self.key,
             "target": self.target._value_,  # not `.value`: an enum property is a slow read
             "source_id": self.source_id,
             "fields": task_row(self.fields),
@@ -71,8 +77,6 @@ class CreateIntent:
             doc["notes"] = dict(self.notes)
         if self.created_at and with_time:
             doc["created_at"] = self.created_at.isoformat()
-        if self.run_id:
-            doc["run_id"] = self.run_id
         if self.replaces_link:
             doc["replaces_link"] = self.replaces_link
         return doc
@@ -162,15 +166,15 @@ class IntentJournal:
 
     def has_pending_creates(self) -> bool:
         """Any create in the journal (cheap: nothing is read back)."""
-        return any(entry.kind is IntentKind.CREATE for entry in self._journal.pending())
+        return any(doc["kind"] == "create" for doc in self._journal.pending_documents())
 
     def held_creates(self, generation: int) -> list[str]:
         """The keys of the creates whose outcome a state file of `generation` holds (a save
         marked them with that generation or an older one): only their trim is due."""
         return [
-            entry.key
-            for entry in self._journal.pending()
-            if entry.kind is IntentKind.CREATE and 0 < entry.saved <= generation
+            doc["key"]
+            for doc in self._journal.pending_documents()
+            if doc["kind"] == "create" and 0 < doc.get("saved", 0) <= generation
         ]
 
     def pending(self, *, held_by: int = 0) -> list[CreateIntent]:
@@ -178,24 +182,25 @@ class IntentJournal:
         that generation holds (`held_creates`), which need no recovery (after a big import,
         thousands of them wait for the next run's save)."""
         out = []
-        for entry in self._journal.pending():
-            if entry.kind is not IntentKind.CREATE or 0 < entry.saved <= held_by:
+        for entry in self._journal.pending_documents():
+            saved = entry.get("saved", 0)
+            if entry["kind"] != "create" or 0 < saved <= held_by:
                 continue
-            doc = dict(entry.payload)
-            doc["key"] = entry.key
-            doc.setdefault("created_at", entry.created_at)  # left out when the same
-            doc.setdefault("run_id", entry.run_id)
+            doc = dict(entry["payload"])
+            doc["key"] = entry["key"]
+            doc.setdefault("created_at", entry["created_at"])  # left out when the same
+            doc.setdefault("run_id", entry.get("run_id", ""))
             intent = CreateIntent.from_json(doc)
-            out.append(dataclasses.replace(intent, remote_id=entry.remote_id, saved=entry.saved))
+            out.append(dataclasses.replace(intent, remote_id=entry.get("remote_id"), saved=saved))
         return out
 
     def pending_updates(self) -> list[UpdateIntent]:
         out = []
-        for entry in self._journal.pending():
-            if entry.kind is IntentKind.UPDATE:
-                doc = {"run_id": entry.run_id, **entry.payload, "key": entry.key}
+        for entry in self._journal.pending_documents():
+            if entry["kind"] == "update":
+                doc = {"run_id": entry.get("run_id", ""), **entry["payload"], "key": entry["key"]}
                 intent = UpdateIntent.from_json(doc)
-                out.append(dataclasses.replace(intent, saved=entry.saved))
+                out.append(dataclasses.replace(intent, saved=entry.get("saved", 0)))
         return out
 
     def begin(self, intents: Sequence[CreateIntent | UpdateIntent]) -> None:
@@ -205,19 +210,15 @@ class IntentJournal:
         of the batch has the same) is not repeated in the payload."""
         times = {i.created_at for i in intents if isinstance(i, CreateIntent)}
         at = times.pop() if len(times) == 1 and None not in times else None
-        specs = []
+        entries = []
         for intent in intents:
             if isinstance(intent, CreateIntent):
-                payload = intent.to_json(with_time=at is None)
+                payload, kind = intent.payload(with_time=at is None), IntentKind.CREATE
             else:
-                payload = intent.to_json()
-            del payload["key"], payload["kind"]
-            payload.pop("run_id", None)
-            kind = IntentKind.UPDATE if isinstance(intent, UpdateIntent) else IntentKind.CREATE
-            specs.append(
-                IntentSpec(kind, intent.target, payload, key=intent.key, run_id=intent.run_id)
-            )
-        self._journal.record_intents(specs, now=at)
+                payload, kind = intent.to_json(), IntentKind.UPDATE
+                del payload["key"], payload["kind"], payload["run_id"]
+            entries.append((intent.key, kind, intent.target, payload, intent.run_id))
+        self._journal.record_documents(entries, now=at)
 
     def confirm(self, results: Iterable[tuple[str, str]]) -> None:
         pairs = list(results)
