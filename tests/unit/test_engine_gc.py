@@ -53,3 +53,24 @@ def test_a_failing_run_puts_them_back_too() -> None:
     with pytest.raises(RuntimeError), _collecting_less():
         raise RuntimeError("the run failed")
     assert gc.get_threshold() == (700, 10, 10)
+
+
+def _resident_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS line")
+
+
+@pytest.mark.skipif(engine._MALLOC_TRIM is None, reason="glibc's malloc_trim: Linux only")
+def test_the_end_of_a_run_gives_free_heap_memory_back() -> None:
+    """What a run allocated and freed stops counting as resident once it ends (glibc keeps
+    freed heap pages otherwise, and the next run's memory stacks on them)."""
+    with _collecting_less():
+        blocks = [bytes(1000) + bytes([n % 256]) for n in range(60_000)]  # ~60 MB of heap
+        pin = bytes(1000) + b"!"  # allocated after them: the freed ones cannot shrink the heap
+        del blocks
+        kept = _resident_mb()
+    given_back = kept - _resident_mb()
+    assert pin and given_back > 30, f"only {given_back:.0f} MB given back"
