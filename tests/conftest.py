@@ -365,6 +365,23 @@ def secrets() -> Any:
     return MemoryStore()
 
 
+def sc_task_json(
+    task_id: str, version: int, name: str, *, assignee: str = "user-1", deleted: bool = False
+) -> dict[str, Any]:
+    """A Sales Connect task as `GET /tasks` returns it (open, normal priority), at `version`,
+    changed at 09:<version> on 2025-03-04; `deleted`: a tombstone."""
+    return {
+        "id": task_id,
+        "version": version,
+        "name": name,
+        "status": "open",
+        "priority": "normal",
+        "assignee_id": assignee,
+        "updated_at": f"2025-03-04T09:{version:02d}:00.000Z",
+        **({"deleted_at": "2025-03-04T09:30:00.000Z"} if deleted else {}),
+    }
+
+
 async def connect_both(
     home: Path, secrets: Any, sf: SalesforceHandle, sc: SalesConnectHandle
 ) -> None:

@@ -16,7 +16,7 @@ from sync.engine import build_engine
 from sync.events import Event, Outcome, SyncProgress
 from sync.model import Side, SideTask
 from sync.sides import SalesConnectSide
-from tests.conftest import enable_sync
+from tests.conftest import enable_sync, sc_task_json
 
 SC, SF = Side.SALESCONNECT, Side.SALESFORCE
 PAGE = 5  # Sales Connect tasks per listing page in these tests
@@ -264,17 +264,7 @@ async def test_a_read_that_fails_part_way_leaves_its_first_pages_cached_and_the_
 
 
 async def test_seen_is_called_with_each_task_kept_and_last_with_the_one_kept() -> None:
-    def raw(task_id: str, version: int, name: str, deleted: bool = False) -> dict[str, Any]:
-        return {
-            "id": task_id,
-            "version": version,
-            "name": name,
-            "status": "open",
-            "priority": "normal",
-            "assignee_id": "user-1",
-            "updated_at": f"2025-03-04T09:{version:02d}:00.000Z",
-            "deleted_at": "2025-03-04T09:30:00.000Z" if deleted else None,
-        }
+    raw = sc_task_json
 
     class Paged:
         async def changed_task_pages(self, since: Any) -> Any:

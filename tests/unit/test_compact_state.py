@@ -16,20 +16,9 @@ import pytest
 from sync.model import Link, Side, SideTask, Task
 from sync.sides import SalesConnectSide, SalesforceSide
 from sync.store import StateStore
+from tests.conftest import sc_task_json
 
 USER = "user-1"
-
-
-def sc_raw(task_id: str, version: int, name: str) -> dict[str, Any]:
-    return {
-        "id": task_id,
-        "version": version,
-        "name": name,
-        "status": "open",
-        "priority": "normal",
-        "assignee_id": USER,
-        "updated_at": f"2025-03-04T09:{version:02d}:00.000Z",
-    }
 
 
 class PagedSalesConnect:
@@ -47,9 +36,9 @@ async def test_a_task_that_changed_while_paging_is_read_once_at_its_newest_versi
     side = SalesConnectSide(
         PagedSalesConnect(  # type: ignore[arg-type]
             [
-                [sc_raw("a", 1, "first"), sc_raw("b", 3, "b as edited")],
-                [sc_raw("a", 2, "first, edited"), sc_raw("b", 2, "b before the edit")],
-                [sc_raw("c", 1, "third")],
+                [sc_task_json("a", 1, "first"), sc_task_json("b", 3, "b as edited")],
+                [sc_task_json("a", 2, "first, edited"), sc_task_json("b", 2, "b before the edit")],
+                [sc_task_json("c", 1, "third")],
             ]
         )
     )
