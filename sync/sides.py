@@ -82,9 +82,6 @@ async def converted_pages(
     return out
 
 
-_TASK_TYPE = {"attributes": {"type": "Task"}}  # as the client types a record it sends
-
-
 @quick_init
 @dataclass(frozen=True)
 class WriteResult:
@@ -339,10 +336,11 @@ class SalesforceSide:
         defaults = {k: v for k, v in defaults.items() if v is not None}
         for key, task in items:
             fields, note = self._record(task.as_dict())
-            # Typed here (the client sends a record that has its type as it is), the
-            # picklist defaults first: one dict per record, not three.
-            record = {**_TASK_TYPE, **defaults}
-            record.update((k, v) for k, v in fields.items() if v is not None or k == "ActivityDate")
+            # Typed here (the client sends a record that has its type as it is), over the
+            # picklist defaults: one dict per record, not three.
+            record = {"attributes": {"type": "Task"}, **defaults, **fields}
+            if None in record.values():  # a value cleared: left out, but for the due date
+                record = {k: v for k, v in record.items() if v is not None or k == "ActivityDate"}
             if self.external_id_field:
                 record[self.external_id_field] = key
             if self.user_id:
