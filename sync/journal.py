@@ -25,9 +25,10 @@ journal (a rewrite per call made a large import quadratic):
 
 How the engine uses it, for one batch of creates on side T:
 
-1. `intents = journal.record_intents([IntentSpec(CREATE, T, payload=...), ...])` -- one fsync'd
-   write for the batch, before any remote call. The payload holds what recovery needs (the
-   source task id and side, the canonical task that was sent); never a secret.
+1. `journal.record_documents([(key, CREATE, T, payload, run_id), ...])` (what
+   `IntentJournal.begin` calls; `record_intents` takes `IntentSpec`s and returns `Intent`s) --
+   one fsync'd write for the batch, before any remote call. The payload holds what recovery
+   needs (the source task id and side, the canonical task that was sent); never a secret.
 2. Send, carrying each intent's `key`: Sales Connect gets it as the `Idempotency-Key` header (a
    replay returns the task created the first time); Salesforce gets it in the external-id field
    `ReminderSync_Key__c` when the org has one (a plain create with the field filled in, found
