@@ -28,6 +28,7 @@ from sync.model import (
     SideTask,
     Task,
     frozen_map,
+    quick_init,
 )
 
 __all__ = [
@@ -318,17 +319,23 @@ def sf_priority_to_canonical(value: Any, picklists: SfPicklists) -> str | None:
     return None
 
 
+# Spelled out, not a dict made at each call: every created or updated record maps both.
+
+
 def canonical_status_to_sf(value: str | None, picklists: SfPicklists) -> str | None:
-    return {STATUS_OPEN: picklists.open_status, STATUS_COMPLETE: picklists.closed_status}.get(
-        value or ""
-    )
+    if value == STATUS_OPEN:
+        return picklists.open_status
+    if value == STATUS_COMPLETE:
+        return picklists.closed_status
+    return None
 
 
 def canonical_priority_to_sf(value: str | None, picklists: SfPicklists) -> str | None:
-    return {
-        PRIORITY_NORMAL: picklists.normal_priority,
-        PRIORITY_HIGH: picklists.high_priority,
-    }.get(value or "")
+    if value == PRIORITY_NORMAL:
+        return picklists.normal_priority
+    if value == PRIORITY_HIGH:
+        return picklists.high_priority
+    return None
 
 
 # --- Sales Connect --------------------------------------------------------------------------
@@ -459,6 +466,7 @@ def sf_to_side_task(
     )
 
 
+@quick_init  # one per created or updated record
 @dataclass(frozen=True)
 class SfWrite:
     """What `task_to_sf` writes: the record fields, and per-field notes (e.g. truncated)."""

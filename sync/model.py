@@ -143,7 +143,13 @@ class Task:
         return task
 
     def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in FIELDS}
+        return {  # spelled out (FIELDS order): every create and update makes one
+            "name": self.name,
+            "status": self.status,
+            "priority": self.priority,
+            "due_date": self.due_date,
+            "details": self.details,
+        }
 
 
 @quick_init

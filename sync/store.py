@@ -290,6 +290,23 @@ def task_to_json(task: Task | None) -> dict[str, Any] | None:
     }
 
 
+# The last task made into a document by `_shared_task_json`, and that document: a created
+# task's link, its cached copy and its log entry hold one Task object, made into a dict once
+# instead of three times. The dict is shared, so it only goes into documents that are encoded
+# at once and never changed. One tuple, replaced whole, as `_last_dt`.
+_last_task_json: tuple[Task | None, dict[str, Any] | None] = (None, None)
+
+
+def _shared_task_json(task: Task | None) -> dict[str, Any] | None:
+    global _last_task_json
+    last, doc = _last_task_json
+    if task is last:
+        return doc
+    doc = task_to_json(task)
+    _last_task_json = (task, doc)
+    return doc
+
+
 def task_from_json(doc: Mapping[str, Any] | None) -> Task | None:
     if doc is None:
         return None
@@ -307,7 +324,7 @@ def _fields_out(values: Task | Mapping[str, Any] | None) -> dict[str, Any] | Non
     if values is None:
         return None
     if isinstance(values, Task):
-        return task_to_json(values)
+        return _shared_task_json(values)
     return {name: _field_out(name, value) for name, value in values.items()}
 
 
@@ -315,7 +332,7 @@ def link_to_json(link: Link) -> dict[str, Any]:
     return {
         "sc_id": link.sc_id,
         "sf_id": link.sf_id,
-        "base": task_to_json(link.base),
+        "base": _shared_task_json(link.base),
         "sc_version": link.sc_version,
         "sf_version": link.sf_version,
         "notes": dict(link.notes),
@@ -390,7 +407,7 @@ def side_task_to_json(task: SideTask) -> dict[str, Any]:
     doc = {
         "side": task.side._value_,  # not `.value`: an enum property is a slow read
         "id": task.id,
-        "fields": task_to_json(task.fields),
+        "fields": _shared_task_json(task.fields),
         "created_at": _dt_out(created),
         "updated_at": _dt_out(created) if updated is created else _dt_out(updated),
     }
@@ -555,7 +572,8 @@ class _KeyedTable(Generic[T]):
             self._doc_ids[key] = doc_id
 
     def _raw(self) -> dict[str, Any]:
-        return self._storage.tables.setdefault(self.name, {})
+        tables = self._storage.tables  # `get` first: `setdefault` makes a dict at each call
+        return tables.get(self.name) or tables.setdefault(self.name, {})
 
     def _encode(self, doc: dict[str, Any]) -> Any:
         """The document as its JSON text, or as it is if it cannot be saved (see `encoded`)."""
@@ -625,10 +643,12 @@ class _TaskCache:
             self._doc_ids[task.side][task.id] = doc_id
 
     def _raw(self) -> dict[str, Any]:
-        return self._storage.tables.setdefault(CACHE_TABLE, {})
+        tables = self._storage.tables  # `get` first: `setdefault` makes a dict at each call
+        return tables.get(CACHE_TABLE) or tables.setdefault(CACHE_TABLE, {})
 
     def get(self, side: Side, task_id: str) -> SideTask | None:
-        return self.by_side[Side(side)].get(task_id)
+        tasks = self.by_side.get(side)  # a Side, or its value: the same key (a StrEnum)
+        return (self.by_side[Side(side)] if tasks is None else tasks).get(task_id)
 
     def put(self, task: SideTask) -> None:
         doc = encode_document(side_task_to_json(task))  # refused here, before any change
@@ -1216,7 +1236,8 @@ class StateStore:
         category: str = "",
         at: datetime | None = None,
     ) -> dict[str, Any]:
-        """Append an entry to the activity log (oldest entries beyond AUDIT_LIMIT are dropped)."""
+        """Append an entry to the activity log (oldest entries beyond AUDIT_LIMIT are dropped).
+        Returns the entry, read-only: its field dicts may be shared with other documents."""
         entry = {
             "at": _dt_out(at or self.clock()),
             "run_id": run_id,
@@ -1234,7 +1255,8 @@ class StateStore:
         # Kept as its JSON text (a value that cannot be saved is refused here, not at the save):
         # an import logs thousands of entries, and each save wrote the 5,000 kept ones again.
         encoded = encode_document(entry)
-        table = self._activity.tables.setdefault(AUDIT_TABLE, {})
+        tables = self._activity.tables
+        table = tables.get(AUDIT_TABLE) or tables.setdefault(AUDIT_TABLE, {})
         doc_id = str(self._audit_next)
         self._audit_next += 1
         table[doc_id] = encoded
@@ -1242,7 +1264,7 @@ class StateStore:
         while len(self._audit_ids) > AUDIT_LIMIT:
             table.pop(self._audit_ids.popleft(), None)
         self._activity.mark_dirty()
-        return dict(entry)
+        return entry  # what is kept is its JSON text
 
     def activity(self, limit: int = 500) -> list[dict[str, Any]]:
         """Audit entries, newest first, as plain JSON dicts (`at` is an ISO 8601 string)."""

@@ -128,14 +128,21 @@ def _json(response: httpx.Response, what: str) -> Any:
         raise _malformed(f"{what} is not JSON") from None
 
 
-def _check_task(task: Any, what: str) -> dict[str, Any]:
+def _task_problem(task: Any) -> str:
+    """What is wrong with a task object, after its name in the message ("" if nothing)."""
     if not isinstance(task, dict):
-        raise _malformed(f"{what} is not an object")
+        return "is not an object"
     if not isinstance(task.get("id"), str) or not task["id"]:
-        raise _malformed(f"{what} has no id")
+        return "has no id"
     version = task.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise _malformed(f"{what} ({clean_text(task['id'], 40)}) has no integer version")
+        return f"({clean_text(task['id'], 40)}) has no integer version"
+    return ""
+
+
+def _check_task(task: Any, what: str) -> dict[str, Any]:
+    if problem := _task_problem(task):
+        raise _malformed(f"{what} {problem}")
     return task
 
 
@@ -443,10 +450,11 @@ class SalesConnectClient:
 
         async with aclosing(read_ahead(page_at(1, None), call_after)) as pages:
             async for number, body in pages:
-                yield [
-                    _check_task(raw, f"task {index + 1} of page {number}")
-                    for index, raw in enumerate(body["tasks"])
-                ]
+                tasks = body["tasks"]
+                for index, raw in enumerate(tasks):  # the message is made only when needed
+                    if problem := _task_problem(raw):
+                        raise _malformed(f"task {index + 1} of page {number} {problem}")
+                yield tasks
 
     async def get_task(self, task_id: str, include_deleted: bool = False) -> dict[str, Any] | None:
         """The task, or None when it does not exist or was deleted (a 404)."""
