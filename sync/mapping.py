@@ -319,10 +319,8 @@ def sf_priority_to_canonical(value: Any, picklists: SfPicklists) -> str | None:
     return None
 
 
-# Spelled out, not a dict made at each call: every created or updated record maps both.
-
-
 def canonical_status_to_sf(value: str | None, picklists: SfPicklists) -> str | None:
+    # Spelled out, not a dict made at each call: every created or updated record maps both.
     if value == STATUS_OPEN:
         return picklists.open_status
     if value == STATUS_COMPLETE:
