@@ -26,13 +26,6 @@ from typing import Any
 import orjson
 
 _DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
-EncodeError = orjson.JSONEncodeError
-
-
-def orjson_dumps(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:
-    """`dumps` without its fallback: EncodeError for whatever orjson refuses (the caller then
-    asks `dumps`, which gives the standard library's answer)."""
-    return orjson.dumps(value, default=default, option=_DUMPS_OPTIONS)
 
 
 def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:

@@ -191,10 +191,7 @@ class EncodedJSON(bytes):
 
 def encode_document(value: Any) -> EncodedJSON:
     """`value` as an EncodedJSON document (StateWriteError on a value that cannot be saved)."""
-    try:  # orjson straight away: every cached task, link and log entry comes through here
-        return EncodedJSON(jsoncodec.orjson_dumps(value, _refuse_unserialisable))
-    except jsoncodec.EncodeError:
-        return EncodedJSON(serialise(value))  # the same bytes the slow way, or its error
+    return EncodedJSON(serialise(value))
 
 
 WRITE_CHUNK = 1 << 20  # bytes gathered before one os.write
