@@ -29,6 +29,7 @@ from sync.model import (
     Task,
     frozen_map,
     quick_init,
+    remember_last,
 )
 
 __all__ = [
@@ -209,28 +210,19 @@ def format_date(value: date | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-# The last timestamp parsed, and its text.
-_last_parsed: tuple[str | None, datetime | None] = (None, None)
-
-
+@remember_last(equal=True)  # the records of one write share their times: parsed once
 def parse_timestamp(value: Any) -> datetime | None:
     """An RFC 3339 / Salesforce timestamp as an aware datetime; None if missing or unreadable.
 
     A timestamp without an offset is taken as UTC (both services speak UTC).
     """
-    global _last_parsed
-    last_text, last_stamp = _last_parsed
-    if value == last_text and last_stamp is not None:
-        return last_stamp  # the records of one write share their times: parsed once
     if not isinstance(value, str) or "T" not in value:
         return None
     try:
         stamp = datetime.fromisoformat(value)
     except ValueError:
         return None
-    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-    _last_parsed = (value, stamp)  # one tuple, replaced whole: another thread sees a pair
-    return stamp
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 def _parse_again(value: Any, parsed_value: Any, parsed: datetime | None) -> datetime | None:

@@ -64,6 +64,7 @@ from sync.model import (
     SideTask,
     Task,
     frozen_map,
+    remember_last,
 )
 from sync.storage import (
     AtomicJSONStorage,
@@ -242,23 +243,14 @@ def _side_key(side: Side | str, task_id: str) -> str:
     return f"{side._value_ if isinstance(side, Side) else Side(side).value}:{task_id}"
 
 
-# The last time written out, and its text: a batch of created tasks (and the audit entries of
-# a run) share one time, and `isoformat` of an aware time costs as much as encoding a small
-# document. One (time, text) tuple, replaced whole, so a reader on another thread sees a pair.
-_last_dt: tuple[datetime | None, str | None] = (None, None)
-
-
+@remember_last()  # a batch of created tasks and a run's log entries share one time object
 def _dt_out(value: datetime | None) -> str | None:
-    global _last_dt
+    # `isoformat` of an aware time costs as much as encoding a small document. By identity:
+    # equal times in two zones are written differently.
     if value is None:
         return None
-    last, text = _last_dt
-    if value is last:
-        return text
     stamp = value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # naive: UTC
-    text = stamp.isoformat()
-    _last_dt = (value, text)
-    return text
+    return stamp.isoformat()
 
 
 def _dt_in(value: str | None) -> datetime | None:
@@ -290,21 +282,12 @@ def task_to_json(task: Task | None) -> dict[str, Any] | None:
     }
 
 
-# The last task made into a document by `_shared_task_json`, and that document: a created
-# task's link, its cached copy and its log entry hold one Task object, made into a dict once
-# instead of three times. The dict is shared, so it only goes into documents that are encoded
-# at once and never changed. One tuple, replaced whole, as `_last_dt`.
-_last_task_json: tuple[Task | None, dict[str, Any] | None] = (None, None)
-
-
+@remember_last()
 def _shared_task_json(task: Task | None) -> dict[str, Any] | None:
-    global _last_task_json
-    last, doc = _last_task_json
-    if task is last:
-        return doc
-    doc = task_to_json(task)
-    _last_task_json = (task, doc)
-    return doc
+    """`task_to_json`, made once for a run of calls with one Task: a created task's link, its
+    cached copy and its log entry hold the same object. The dict is shared, so it only goes
+    into documents that are encoded at once and never changed."""
+    return task_to_json(task)
 
 
 def task_from_json(doc: Mapping[str, Any] | None) -> Task | None:

@@ -45,7 +45,7 @@ from sync.connectors.http import (
     send,
 )
 from sync.connectors.salesforce_auth import SalesforceSession, clean_text
-from sync.model import quick_init
+from sync.model import quick_init, remember_last
 
 log = logging.getLogger(__name__)
 
@@ -571,14 +571,10 @@ class SalesforceClient:
         newest: datetime | None = None
         newest_stamp: str | None = None
         page: list[dict[str, Any]] = []
-        last_stamp: Any = None
-        last_when: datetime | None = None
         async with aclosing(self._pages("queryAll", soql, note_time)) as records:
             async for record in records:
                 stamp = record.get("SystemModstamp")
-                if stamp != last_stamp:  # in stamp order: a run of one stamp is parsed once
-                    last_stamp, last_when = stamp, _parse_stamp(stamp)
-                when = last_when
+                when = _parse_stamp(stamp)
                 if when is not None and (newest is None or when > newest):
                     newest, newest_stamp = when, stamp
                 page.append(record)
@@ -794,6 +790,7 @@ def _server_time(response: httpx.Response) -> datetime | None:
     return when
 
 
+@remember_last(equal=True)  # in stamp order, a write's records share one stamp: parsed once
 def _parse_stamp(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None

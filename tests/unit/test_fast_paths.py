@@ -73,6 +73,8 @@ def test_a_time_written_twice_is_the_same_text() -> None:
     assert _dt_out(at) == at.isoformat()  # the memo follows the value, not the last call
     assert _dt_out(naive) == "2026-11-30T12:00:00+00:00"
     assert _dt_out(paris) == paris.isoformat()
+    paris_noon = at.astimezone(paris.tzinfo)  # equal to `at`, written in its own zone
+    assert _dt_out(at) == at.isoformat() and _dt_out(paris_noon) == paris_noon.isoformat()
     assert _dt_out(None) is None
 
 
@@ -137,3 +139,28 @@ def test_a_timestamp_parsed_again_is_the_same_time_and_others_are_not_confused()
     assert parse_timestamp("2026-11-30T10:00:00") == first  # no offset: UTC
     assert parse_timestamp("2026-11-30T11:00:00+01:00") == first
     assert parse_timestamp("2026-11-30T11:00:00.000+0000") == first + timedelta(hours=1)
+
+
+def test_remember_last_answers_again_only_for_the_same_argument() -> None:
+    from sync.model import remember_last
+
+    calls: list[object] = []
+
+    @remember_last()
+    def by_object(value: object) -> object:
+        calls.append(value)
+        return ("made from", value)
+
+    key, twin = ["a"], ["a"]  # equal, but two objects
+    assert by_object(key) is by_object(key)
+    assert by_object(twin) == ("made from", twin) and calls == [key, twin]
+
+    @remember_last(equal=True)
+    def by_value(value: str) -> str:
+        calls.append(value)
+        return value.upper()
+
+    calls.clear()
+    texts = ["ab", "".join(["a", "b"]), "cd", "ab"]  # the first two: equal, not one object
+    assert [by_value(t) for t in texts] == ["AB", "AB", "CD", "AB"]
+    assert calls == ["ab", "cd", "ab"]  # only a change of value calls again
