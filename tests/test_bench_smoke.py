@@ -26,8 +26,10 @@ async def test_incremental_run_spends_at_most_six_calls_once_settled(capsys) -> 
     out = capsys.readouterr().out
     assert "### Incremental run" in out
     assert all(r.arrived and r.updated == incremental.EDITS for r in results)
-    steady = [r for r in results if "first run after import" not in r.label]
-    assert steady and all(r.sf_calls <= incremental.MAX_SF_CALLS for r in steady), steady
+    steady = [r for r in results if r.judged]
+    assert len(steady) == 2 and "first run after import" not in " ".join(r.label for r in steady)
+    assert all(r.sf_calls <= incremental.MAX_SF_CALLS for r in steady), steady
+    assert "| (context) |" in out and "Target 2, the steady-state runs:" in out
 
 
 async def test_naive_script_makes_a_call_per_record_and_the_engine_batches(capsys) -> None:
