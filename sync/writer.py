@@ -27,7 +27,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +47,10 @@ from sync.worker import finish_in_thread
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
+# Batches of creates sent before the one before them is recorded: on a WAN, that many round
+# trips overlap (3: an import's write time about halved at 200 ms a call; no change on loopback,
+# where the engine sets the pace). docs/benchmarks.md, section 3.
+CREATES_AHEAD = 3
 RECORD_YIELD_EVERY = 50  # results recorded between two yields to the event loop
 GROUP_YIELD_EVERY = 2_000  # actions sorted into batches between two yields
 STOP_CATEGORIES = frozenset({"limit", "auth"})  # no point in sending the rest of the run
@@ -276,41 +280,40 @@ class PlanWriter:
             for (side, kind), group in groups.items()
             for start in range(0, len(group), BATCH_SIZE)
         ]
-        # Creates overlap by one batch: the next batch is journaled and on its way while the
-        # one before is recorded (the service works while we do; on a WAN, a round trip per
-        # batch saved). Everything else, and every checkpoint, waits for it to be recorded.
-        in_flight: _SentCreates | None = None
+        # Creates run ahead: a batch is recorded once the CREATES_AHEAD batches after it are
+        # journaled and on their way, so the service always has work while we record (on a
+        # WAN, several round trips overlap). Everything else, and every checkpoint, waits for
+        # every batch sent to be recorded.
+        in_flight: deque[_SentCreates] = deque()
         try:
             for side, kind, batch in batches:
-                if in_flight is not None and (
+                if in_flight and (
                     kind is not ActionKind.CREATE
-                    or side is not in_flight.side
-                    or self.saver.due(sent=len(in_flight.intents))
+                    or side is not in_flight[0].side
+                    or self.saver.due(sent=sum(len(sent.intents) for sent in in_flight))
                 ):
-                    sent, in_flight = in_flight, None
-                    await self._finish_creates(sent)
+                    while in_flight:
+                        await self._finish_creates(in_flight.popleft())
                 await self.saver.checkpoint()  # before the batch: none after the last one
                 if kind is ActionKind.CREATE:
-                    previous, in_flight = in_flight, await self._send_creates(side, batch)
-                    if previous is not None:
-                        await self._finish_creates(previous)
+                    in_flight.append(await self._send_creates(side, batch))
+                    if len(in_flight) > CREATES_AHEAD:
+                        await self._finish_creates(in_flight.popleft())
                     continue
                 await self._batch(side, kind, batch)
                 self._step(len(batch))
                 self._announce()
-            if in_flight is not None:
-                sent, in_flight = in_flight, None
-                await self._finish_creates(sent)
+            while in_flight:
+                await self._finish_creates(in_flight.popleft())
         except StopWrites as stop:
-            if in_flight is not None:  # already sent: what it created is linked all the same
+            while in_flight:  # already sent: what they created is linked all the same
                 with contextlib.suppress(StopWrites):
-                    await self._finish_creates(in_flight)
-                in_flight = None
+                    await self._finish_creates(in_flight.popleft())
             self.tally.stopped = stop.error
             self._announce()
         finally:
-            if in_flight is not None:  # failing or cancelled: as after a crash, the journal
-                await cancel_and_wait(in_flight.results)  # settles the batch next run
+            for sent in in_flight:  # failing or cancelled: as after a crash, the journal
+                await cancel_and_wait(sent.results)  # settles these batches next run
         return self.tally
 
     async def _finish_creates(self, sent: _SentCreates) -> None:

@@ -112,26 +112,33 @@ async def test_a_crash_after_creating_in_salesforce_produces_no_duplicate(
 async def test_a_crash_while_the_next_batch_of_creates_is_on_its_way_produces_no_duplicate(
     sf, sc, home, secrets, keyring_file
 ) -> None:
-    """450 creates are three batches; the second is journaled and sent before the first one's
-    results are recorded. The process dies right when those results arrive: the second batch
-    may or may not have reached Salesforce. The next run links every task exactly once."""
+    """1,000 creates are five batches of 200; the ones after the first are journaled and sent
+    (CREATES_AHEAD of them) before the first one's results are recorded. The process dies
+    right when those results arrive: the batches after it may or may not have reached
+    Salesforce, and the last one was never journaled. The next run links every task exactly
+    once."""
+    from sync.writer import BATCH_SIZE, CREATES_AHEAD
+
+    total = 1000
     await enabled_home(home, secrets, sf, sc)
-    names = {f"Follow up {n}" for n in range(450)}
-    emulator = sc.app.state.emulator  # seeded directly: 450 calls over HTTP take seconds
+    names = {f"Follow up {n}" for n in range(total)}
+    emulator = sc.app.state.emulator  # seeded directly: 1,000 calls over HTTP take seconds
     for name in names:
         emulator.add_task(name=name)
 
     crashed = reminder_sync(home, keyring_file, "sync", failpoint="after_remote_create")
     assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+    sent = BATCH_SIZE * (CREATES_AHEAD + 1)
+    assert sent < total  # so some batch was never sent
     with Journal.open(home / "journal.json") as journal:
-        assert len(journal.pending()) == 400  # the first two batches, neither recorded
+        assert len(journal.pending()) == sent  # the batches sent, none recorded
     resumed = reminder_sync(home, keyring_file, "sync", "--json")
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout
 
     subjects = [t["Subject"] for t in sf.tasks()]
     assert sorted(subjects) == sorted(names)
     state = json.loads((home / "state.json").read_text())
-    assert len({d["sf_id"] for d in state["links"].values()}) == 450
+    assert len({d["sf_id"] for d in state["links"].values()}) == total
 
 
 @pytest.mark.parametrize("sf_config", [{"external_id_field": None}])

@@ -212,28 +212,37 @@ async def test_a_long_import_checkpoints_between_batches_never_after_the_last(
     assert len(sf.tasks()) == 5
 
 
-async def test_the_next_batch_of_creates_is_sent_before_the_last_one_is_recorded(
+async def test_batches_of_creates_are_sent_ahead_of_the_one_being_recorded(
     sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any, monkeypatch: Any
 ) -> None:
-    """Creates overlap by one batch: the service works on one while the engine records the
-    one before. Every batch is still recorded, and in order."""
+    """Creates run CREATES_AHEAD batches ahead: on a slow link their round trips overlap, and
+    the service works while the engine records. Every batch is still recorded, in order."""
     import httpx
 
     import sync.writer
 
     monkeypatch.setattr(sync.writer, "BATCH_SIZE", 2)
+    ahead = sync.writer.CREATES_AHEAD
+    batches = ahead + 3
     await enable_sync(connected_home, secrets, clock)
-    for n in range(5):  # three batches of creates
+    for n in range(2 * batches):
         sc.create_task(name=f"Quote {n}")
     # Each answer takes 0.2 s (as over a WAN): no batch is back before the next one is sent.
     sf.faults(kinds=["hang"], hang_seconds=0.2, path_contains="/composite/sobjects")
     linked_when_sent: list[int] = []
+    on_the_wire = [0, 0]  # now, most at once
 
     class Watching(httpx.AsyncHTTPTransport):
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            if request.method == "POST" and request.url.path.endswith("/composite/sobjects"):
-                linked_when_sent.append(len(engine.store.links()))
-            return await super().handle_async_request(request)
+            if request.method != "POST" or not request.url.path.endswith("/composite/sobjects"):
+                return await super().handle_async_request(request)
+            linked_when_sent.append(len(engine.store.links()))
+            on_the_wire[0] += 1
+            on_the_wire[1] = max(on_the_wire)
+            try:
+                return await super().handle_async_request(request)
+            finally:
+                on_the_wire[0] -= 1
 
     engine = build_engine(
         connected_home, secrets, clock=clock.now, transports={"salesforce": Watching()}
@@ -242,10 +251,13 @@ async def test_the_next_batch_of_creates_is_sent_before_the_last_one_is_recorded
         summary = await engine.run_once()
     finally:
         await engine.aclose()
-    assert summary.outcome is Outcome.DONE and summary.writes == 5
-    # One at a time, the links would be [0, 2, 4] as each batch is sent.
-    assert linked_when_sent == [0, 0, 2]
-    assert sorted(t["Subject"] for t in sf.tasks()) == [f"Quote {n}" for n in range(5)]
+    assert summary.outcome is Outcome.DONE and summary.writes == 2 * batches
+    # The first batch is recorded only once `ahead` more are on their way; then one for one.
+    assert linked_when_sent == [0] * (ahead + 1) + [2, 4]
+    assert on_the_wire[1] == ahead + 1
+    assert sorted(t["Subject"] for t in sf.tasks()) == sorted(
+        f"Quote {n}" for n in range(2 * batches)
+    )
 
 
 async def test_a_limit_hit_while_the_next_batch_is_on_its_way_loses_and_doubles_nothing(
