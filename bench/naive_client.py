@@ -314,19 +314,16 @@ COMPARISONS = (
 )
 
 
-def measure(the_rig: Rig | RemoteRig, client: str, step: str, action: Any) -> tuple[Measured, Any]:
+@contextlib.contextmanager
+def measuring(the_rig: Rig | RemoteRig, client: str, step: str) -> Iterator[Measured]:
+    """The calls each emulator counted and the wall time of the block (`ok` is the caller's)."""
+    measured = Measured(client, step, 0, 0, 0.0, True)
     sf_before, sc_before = the_rig.sf_calls(), the_rig.sc_calls()
     with Stopwatch() as watch:
-        result = action()
-    measured = Measured(
-        client,
-        step,
-        the_rig.sf_calls() - sf_before,
-        the_rig.sc_calls() - sc_before,
-        watch.seconds,
-        True,
-    )
-    return measured, result
+        yield measured
+    measured.sf_calls = the_rig.sf_calls() - sf_before
+    measured.sc_calls = the_rig.sc_calls() - sc_before
+    measured.seconds = watch.seconds
 
 
 async def run_naive(
@@ -342,17 +339,14 @@ async def run_naive(
         seed(the_rig, size)
         script = naive_script(the_rig)
         add_latency(the_rig, latency_ms)
-        creates, _ = measure(the_rig, label, f"{size:,} creates", script.push_new_tasks)
+        with measuring(the_rig, label, f"{size:,} creates") as creates:
+            script.push_new_tasks()
         creates.ok = len(the_rig.sf.tasks()) == size
         the_rig.advance(hours=1)
         links = [_Link(sc, sf) for sc, sf in script.links.items()]
         expect = edit_both_sides(the_rig, links, EDITS)
-        edits, writes = measure(
-            the_rig,
-            label,
-            f"{EDITS} edits",
-            lambda: script.sync_edits(per_record_reads=per_record_reads),
-        )
+        with measuring(the_rig, label, f"{EDITS} edits") as edits:
+            writes = script.sync_edits(per_record_reads=per_record_reads)
         edits.ok = writes == EDITS and edits_arrived(the_rig, expect)
         script.sf.session.close()
         script.sc.close()
@@ -378,11 +372,10 @@ async def run_engine(size: int, servers: str = "thread", latency_ms: float = 0) 
         add_latency(the_rig, latency_ms)
 
         async def measured_run(step: str) -> tuple[Measured, Any]:
-            sf_before, sc_before = the_rig.sf_calls(), the_rig.sc_calls()
-            with Stopwatch() as watch:
+            with measuring(the_rig, label, step) as measured:
                 summary = await engine.run_once()
-            calls = (the_rig.sf_calls() - sf_before, the_rig.sc_calls() - sc_before)
-            return Measured(label, step, *calls, watch.seconds, summary.outcome == "done"), summary
+            measured.ok = summary.outcome == "done"
+            return measured, summary
 
         creates, summary = await measured_run(f"{size:,} creates")
         creates.ok &= summary.writes == size and len(the_rig.sf.tasks()) == size
