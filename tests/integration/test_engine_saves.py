@@ -260,6 +260,44 @@ async def test_batches_of_creates_are_sent_ahead_of_the_one_being_recorded(
     )
 
 
+async def test_a_lost_answer_among_batches_in_flight_loses_and_doubles_nothing(
+    sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any, monkeypatch: Any
+) -> None:
+    """Four batches on their way at once; Salesforce creates the second one's tasks, then the
+    connection drops before its answer. The batches after it are still recorded, and the next
+    run settles the second from the journal: every task linked once, none created twice."""
+    import sync.writer
+
+    monkeypatch.setattr(sync.writer, "BATCH_SIZE", 2)
+    monkeypatch.setattr(sync.writer, "CREATES_AHEAD", 3)  # all four sent before one is recorded
+    await enable_sync(connected_home, secrets, clock)
+    names = [f"Quote {n}" for n in range(8)]
+    for name in names:
+        sc.create_task(name=name)
+    sf.faults(kinds=["reset_after"], skip=1, count=1, path_contains="/composite/sobjects")
+    engine = build_engine(connected_home, secrets, clock=clock.now)
+    try:
+        first = await engine.run_once()
+        linked_first = len(engine.store.links())
+    finally:
+        await engine.aclose()
+    assert first.errors == 2  # the batch whose answer was lost, parked for the next run
+    assert linked_first == 6
+    assert sorted(t["Subject"] for t in sf.tasks()) == names  # it did reach Salesforce
+
+    sf.faults()
+    clock.shift(minutes=10)
+    await run_in_a_new_engine(connected_home, secrets, clock)
+    assert sorted(t["Subject"] for t in sf.tasks()) == names
+    engine = build_engine(connected_home, secrets, clock=clock.now)
+    try:
+        links = engine.store.links().values()
+        assert len({link.sf_id for link in links}) == len({link.sc_id for link in links}) == 8
+    finally:
+        await engine.aclose()
+    assert journal_entries(connected_home) == {} or all(journal_entries(connected_home).values())
+
+
 async def test_a_limit_hit_while_the_next_batch_is_on_its_way_loses_and_doubles_nothing(
     sf: Any, sc: Any, clock: Any, connected_home: Path, secrets: Any, monkeypatch: Any
 ) -> None:
