@@ -337,10 +337,10 @@ class SalesforceSide:
         for key, task in items:
             fields, note = self._record(task.as_dict())
             # Typed here (the client sends a record that has its type as it is), over the
-            # picklist defaults: one dict per record, not three.
+            # picklist defaults: one dict per record. `task_to_sf` writes no None but a cleared
+            # ActivityDate, which a create sends as null, and leaves out a status or priority
+            # the org cannot hold, so the default stays.
             record = {"attributes": {"type": "Task"}, **defaults, **fields}
-            if None in record.values():  # a value cleared: left out, but for the due date
-                record = {k: v for k, v in record.items() if v is not None or k == "ActivityDate"}
             if self.external_id_field:
                 record[self.external_id_field] = key
             if self.user_id:
